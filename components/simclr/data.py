@@ -1,0 +1,432 @@
+"""prepare_data's output: TFRecord shards, the manifest, and loaders over them.
+
+Layout of a data directory (local or gs://):
+
+    manifest.json                      # written last; its presence means "complete"
+    train-00000-of-00016.tfrecord ...  # source order, contiguous blocks
+    test-00000-of-00003.tfrecord ...
+    label_0.01.tfrecord ...            # class-balanced labelled subsets of train
+
+Each record is a `tf.train.Example` with `image` (3072 raw uint8 bytes, HWC) and
+`label` (int64). The writer builds the serialized examples with numpy from a fixed
+template (every record has the same length), which makes writing fast and the bytes
+deterministic; `load_arrays` reads them back the same way, without per-image TF ops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from simclr import storage
+from simclr.errors import UserError
+
+FORMAT_VERSION = 1
+IMAGE_SHAPE = (32, 32, 3)
+IMAGE_BYTES = 32 * 32 * 3
+MANIFEST = "manifest.json"
+TRAIN, TEST = "train", "test"
+LABEL_PREFIX = "label_"
+
+# TFRecord framing: uint64 length, uint32 masked crc of the length, data, uint32 crc.
+_FRAME_HEAD, _FRAME_TAIL = 12, 4
+
+
+# ---------------------------------------------------------------------------
+# Example serialization (protobuf wire format, built once as a template)
+# ---------------------------------------------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(tag: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2)."""
+    return _varint(tag << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _example_bytes(image: bytes, label: int) -> bytes:
+    """Example{features{feature{"image": bytes_list}, feature{"label": int64_list}}}."""
+    image_feature = _field(1, _field(1, image))  # Feature.bytes_list.value
+    label_feature = _field(3, _field(1, _varint(label)))  # Feature.int64_list (packed)
+    entries = _field(1, _field(1, b"image") + _field(2, image_feature))
+    entries += _field(1, _field(1, b"label") + _field(2, label_feature))
+    return _field(1, entries)
+
+
+def _template() -> tuple[np.ndarray, int, int]:
+    """(template bytes, offset of the image, offset of the label byte).
+
+    Labels 0..9 encode as one varint byte, so every record has the same length.
+    """
+    marker_image = bytes(range(256)) * (IMAGE_BYTES // 256)
+    base = _example_bytes(marker_image, 0)
+    image_at = base.index(marker_image)
+    label_at = len(base) - 1  # the label's varint is the very last byte
+    assert _example_bytes(marker_image, 7)[label_at] == 7
+    return np.frombuffer(base, np.uint8), image_at, label_at
+
+
+_TEMPLATE, _IMAGE_AT, _LABEL_AT = _template()
+RECORD_BYTES = len(_TEMPLATE)
+
+
+def serialize_examples(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """uint8 [N,32,32,3] + int labels in 0..9 -> uint8 [N, RECORD_BYTES] serialized Examples."""
+    n = len(images)
+    out = np.empty((n, RECORD_BYTES), np.uint8)
+    out[:] = _TEMPLATE
+    out[:, _IMAGE_AT : _IMAGE_AT + IMAGE_BYTES] = images.reshape(n, IMAGE_BYTES)
+    out[:, _LABEL_AT] = labels
+    return out
+
+
+def _deserialize_fast(records: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Inverse of serialize_examples, or None if the records do not follow the template."""
+    mask = np.ones(RECORD_BYTES, bool)
+    mask[_IMAGE_AT : _IMAGE_AT + IMAGE_BYTES] = False
+    mask[_LABEL_AT] = False
+    if not np.array_equal(records[:, mask], np.broadcast_to(_TEMPLATE[mask], (len(records), mask.sum()))):
+        return None
+    labels = records[:, _LABEL_AT].astype(np.int64)
+    if labels.size and labels.max() > 127:
+        return None
+    images = records[:, _IMAGE_AT : _IMAGE_AT + IMAGE_BYTES].reshape((-1, *IMAGE_SHAPE))
+    return np.ascontiguousarray(images), labels
+
+
+# ---------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def subset_name(fraction: float) -> str:
+    """The manifest key of a label subset: 0.01 -> "0.01", 1.0 -> "1"."""
+    return f"{fraction:g}"
+
+
+def write_records(path: str, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Writes one local TFRecord file; returns {"file", "num_examples", "sha256"}."""
+    import tensorflow as tf
+
+    serialized = serialize_examples(images, labels)
+    with tf.io.TFRecordWriter(path) as writer:
+        for row in serialized:
+            writer.write(row.tobytes())
+    return {"file": os.path.basename(path), "num_examples": int(len(images)), "sha256": _sha256_file(path)}
+
+
+def write_split(
+    out_dir: str, split: str, images: np.ndarray, labels: np.ndarray, num_shards: int
+) -> dict[str, Any]:
+    """Writes `split` as `num_shards` contiguous shards (source order) into a local dir.
+
+    Returns the manifest entry: num_examples, class_counts, files, shards.
+    """
+    shards = []
+    bounds = np.linspace(0, len(images), num_shards + 1).round().astype(int)
+    for i in range(num_shards):
+        lo, hi = bounds[i], bounds[i + 1]
+        path = os.path.join(out_dir, shard_name(split, i, num_shards))
+        shards.append(write_records(path, images[lo:hi], labels[lo:hi]))
+    return {
+        "num_examples": int(len(images)),
+        "class_counts": class_counts(labels),
+        "files": [s["file"] for s in shards],
+        "shards": shards,
+    }
+
+
+def class_counts(labels: np.ndarray, num_classes: int = 10) -> list[int]:
+    return [int(c) for c in np.bincount(labels, minlength=num_classes)]
+
+
+def balanced_subset(labels: np.ndarray, fraction: float, seed: int, num_classes: int = 10) -> np.ndarray:
+    """Sorted indices of a class-balanced subset: the same count for every class.
+
+    Per class: round(fraction * len(labels) / num_classes), at least 1 and at most the
+    smallest class. The draw depends only on (seed, fraction), not on other fractions.
+    """
+    smallest = min(class_counts(labels, num_classes))
+    if smallest < 1:
+        raise UserError(f"cannot draw a class-balanced subset: a class has no training image ({class_counts(labels)})")
+    per_class = min(max(1, round(fraction * len(labels) / num_classes)), smallest)
+    fraction_key = int(round(fraction * 1_000_000))
+    rng = np.random.default_rng([seed, fraction_key])
+    chosen = [
+        rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in range(num_classes)
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+def indices_sha256(indices: np.ndarray) -> str:
+    """Checksum of a subset's indices (int64 little-endian, sorted)."""
+    return hashlib.sha256(np.asarray(indices, "<i8").tobytes()).hexdigest()
+
+
+def _sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest_json(manifest: dict[str, Any]) -> str:
+    """Canonical text of a manifest (sorted keys, so reruns are byte-identical)."""
+    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+
+
+def load_manifest(data_dir: str) -> dict[str, Any]:
+    """Reads DIR/manifest.json; UserError if it is missing, corrupt or of another version."""
+    uri = storage.join(data_dir, MANIFEST)
+    if not storage.exists(uri):
+        raise UserError(f"{uri}: no manifest (is {data_dir} a prepare_data output?)")
+    text = storage.read_bytes(uri).decode("utf-8", errors="replace")
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{uri}: corrupt manifest: {err}") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        version = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise UserError(f"{uri}: unsupported manifest format_version {version!r} (expected {FORMAT_VERSION})")
+    if manifest.get("image_format") != "raw_uint8" or "splits" not in manifest:
+        raise UserError(f"{uri}: corrupt manifest: missing splits or image_format raw_uint8")
+    return manifest
+
+
+def local_data_dir(data_dir: str, cache_root: str | None = None) -> str:
+    """A local directory with the data files (gs:// data is downloaded once into a cache)."""
+    if not storage.is_remote(data_dir):
+        load_manifest(data_dir)  # fail early and clearly on a wrong directory
+        return data_dir
+    load_manifest(data_dir)
+    return storage.localize_dir(data_dir, cache_root=cache_root)
+
+
+def split_names(manifest: dict[str, Any]) -> list[str]:
+    """All readable splits: "train", "test", "label_0.01", ..."""
+    subsets = [LABEL_PREFIX + key for key in manifest.get("label_subsets", {})]
+    return sorted(manifest["splits"]) + subsets
+
+
+def _split_entries(manifest: dict[str, Any], split: str, where: str) -> list[dict[str, Any]]:
+    """[{"file", "num_examples"}, ...] for a split."""
+    if split in manifest["splits"]:
+        entry = manifest["splits"][split]
+        if "shards" in entry:
+            return entry["shards"]
+        return [{"file": f, "num_examples": None} for f in entry["files"]]
+    if split.startswith(LABEL_PREFIX) and split[len(LABEL_PREFIX) :] in manifest.get("label_subsets", {}):
+        entry = manifest["label_subsets"][split[len(LABEL_PREFIX) :]]
+        return [{"file": entry["file"], "num_examples": entry["num_examples"]}]
+    raise UserError(f"{where}: no split {split!r}; available: {', '.join(split_names(manifest))}")
+
+
+def split_size(data_dir: str, split: str) -> int:
+    """Number of examples in a split, from the manifest."""
+    manifest = load_manifest(data_dir)
+    if split in manifest["splits"]:
+        return int(manifest["splits"][split]["num_examples"])
+    return sum(int(e["num_examples"]) for e in _split_entries(manifest, split, data_dir))
+
+
+def record_files(data_dir: str, split: str) -> list[str]:
+    """Local paths of the TFRecord files of `split`, in order (localizes gs:// data)."""
+    local = local_data_dir(data_dir)
+    manifest = load_manifest(local)
+    paths = [os.path.join(local, e["file"]) for e in _split_entries(manifest, split, data_dir)]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise UserError(f"{data_dir}: file {os.path.basename(path)} listed in the manifest is missing")
+    return paths
+
+
+def parse_example(serialized: Any) -> tuple[Any, Any]:
+    """A serialized Example -> (image uint8 [32,32,3], label int64). Works inside tf.data."""
+    import tensorflow as tf
+
+    features = tf.io.parse_single_example(
+        serialized,
+        {
+            "image": tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature([], tf.int64),
+        },
+    )
+    image = tf.reshape(tf.io.decode_raw(features["image"], tf.uint8), IMAGE_SHAPE)
+    return image, features["label"]
+
+
+def _parse_batch(serialized: Any) -> tuple[Any, Any]:
+    import tensorflow as tf
+
+    features = tf.io.parse_example(
+        serialized,
+        {
+            "image": tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature([], tf.int64),
+        },
+    )
+    images = tf.reshape(tf.io.decode_raw(features["image"], tf.uint8), (-1, *IMAGE_SHAPE))
+    return images, features["label"]
+
+
+def make_dataset(
+    data_dir: str,
+    split: str,
+    *,
+    batch_size: int | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    repeat: bool = False,
+    max_examples: int | None = None,
+    input_context: Any = None,
+    cache: bool = True,
+    drop_remainder: bool = False,
+) -> Any:
+    """A tf.data.Dataset of (image uint8 [32,32,3], label int64), batched if batch_size.
+
+    - Order: the files' order (source order) unless `shuffle`; with `shuffle`, a full
+      shuffle seeded by `seed`, reshuffled each epoch, the same sequence every run.
+    - `max_examples`: the first N examples in file order (before sharding/shuffling).
+    - `input_context` (tf.distribute.InputContext): this input pipeline's share: whole
+      files when there are at least as many files as pipelines, else every k-th record.
+      `batch_size` is then the batch this pipeline yields (the per-replica batch:
+      `input_context.get_per_replica_batch_size(global_batch)`).
+    - `cache`: keep the parsed examples in memory after the first epoch.
+    """
+    import tensorflow as tf
+
+    local = local_data_dir(data_dir)
+    files = record_files(local, split)
+    size = split_size(local, split)
+    if max_examples is not None:
+        if max_examples < 1:
+            raise UserError(f"max_examples must be >= 1, got {max_examples}")
+        size = min(size, max_examples)
+
+    pipelines = input_context.num_input_pipelines if input_context is not None else 1
+    shard_files = max_examples is None and pipelines > 1 and len(files) >= pipelines
+    if shard_files:
+        files = files[input_context.input_pipeline_id :: pipelines]
+    ds = tf.data.TFRecordDataset(files)
+    if max_examples is not None:
+        ds = ds.take(max_examples)
+    if pipelines > 1 and not shard_files:
+        ds = ds.shard(pipelines, input_context.input_pipeline_id)
+    # Parse in batches (one vectorized op per 256 records), then back to examples.
+    ds = ds.batch(256).map(_parse_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.unbatch()
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(max(1, size), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    if batch_size is not None:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def read_record_file(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """One local TFRecord file -> (uint8 [N,32,32,3], int64 [N]), parsed with numpy."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    frame = _FRAME_HEAD + RECORD_BYTES + _FRAME_TAIL
+    if len(raw) % frame == 0:
+        framed = np.frombuffer(raw, np.uint8).reshape(-1, frame)
+        lengths = framed[:, :8].copy().view("<u8").ravel()
+        if np.all(lengths == RECORD_BYTES):
+            parsed = _deserialize_fast(framed[:, _FRAME_HEAD : _FRAME_HEAD + RECORD_BYTES])
+            if parsed is not None:
+                return parsed
+    return _read_record_file_tf(path)
+
+
+def _read_record_file_tf(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fallback for records not in our fixed layout: batched TF parsing."""
+    import tensorflow as tf
+
+    images, labels = [], []
+    try:
+        for batch in tf.data.TFRecordDataset(path).batch(4096).map(_parse_batch):
+            images.append(batch[0].numpy())
+            labels.append(batch[1].numpy())
+    except tf.errors.OpError as err:
+        raise UserError(f"{path}: corrupt TFRecord file: {err.message.splitlines()[0]}") from None
+    if not images:
+        return np.zeros((0, *IMAGE_SHAPE), np.uint8), np.zeros((0,), np.int64)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def load_arrays(
+    data_dir: str, split: str, max_examples: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A whole split as numpy: (uint8 [N,32,32,3], int64 [N]); first `max_examples` in file order."""
+    images, labels, total = [], [], 0
+    for path in record_files(local_data_dir(data_dir), split):
+        x, y = read_record_file(path)
+        images.append(x)
+        labels.append(y)
+        total += len(y)
+        if max_examples is not None and total >= max_examples:
+            break
+    x, y = np.concatenate(images), np.concatenate(labels)
+    if max_examples is not None:
+        x, y = x[:max_examples], y[:max_examples]
+    return x, y
+
+
+def split_sizes(manifest: dict[str, Any]) -> dict[str, int]:
+    """{"train": N, "test": M, "label_0.01": n, ...}"""
+    sizes = {name: int(entry["num_examples"]) for name, entry in manifest["splits"].items()}
+    for key, entry in manifest.get("label_subsets", {}).items():
+        sizes[LABEL_PREFIX + key] = int(entry["num_examples"])
+    return sizes
+
+
+__all__: Sequence[str] = (
+    "FORMAT_VERSION",
+    "IMAGE_SHAPE",
+    "MANIFEST",
+    "balanced_subset",
+    "class_counts",
+    "indices_sha256",
+    "load_arrays",
+    "load_manifest",
+    "local_data_dir",
+    "make_dataset",
+    "manifest_json",
+    "parse_example",
+    "read_record_file",
+    "record_files",
+    "serialize_examples",
+    "split_names",
+    "split_size",
+    "split_sizes",
+    "write_records",
+    "write_split",
+)
