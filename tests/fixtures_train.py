@@ -1,1 +1,73 @@
-"""Fixtures (see conftest.py)."""
+"""Training fixtures (see conftest.py).
+
+- `pretrained_run` (session): str output directory of a pretraining run on
+  `real_prepared_data` (ResNet-18 at width 0.125, 5,000 real CIFAR-10 images, batch
+  256, LARS, 4 epochs = 76 steps; about a minute of CPU on 2 cores). It holds encoder/,
+  config.json, metrics.json, checkpoints/ and tensorboard/. Its kNN top-1 (monitor:
+  500 labelled images as the bank, 1,000 test queries) clearly beats the random-init
+  encoder's, which the monitor logs at step 0 (`monitor/knn_top1`).
+- `PRETRAINED_SETTINGS`: the flags of that run (to rebuild or compare).
+- `pretrain_cli(args, ...)`: runs `python -m simclr.tasks.pretrain` in a subprocess.
+- `read_scalars(logdir)`: {tag: [(step, value), ...]} from the event files under logdir.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+__all__ = ["PRETRAINED_SETTINGS", "pretrain_cli", "pretrained_run", "read_scalars"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+PRETRAINED_SETTINGS = {
+    "encoder": "resnet18",
+    "width_multiplier": 0.125,
+    "epochs": 4,
+    "batch_size": 256,
+    "learning_rate": 1.0,
+    "warmup_epochs": 1.0,
+    "temperature": 0.5,
+    "monitor_every_epochs": 2,
+    "log_every_steps": 10,
+    "checkpoint_every_steps": 1000,
+    "seed": 0,
+}
+
+
+def pretrain_cli(args: list[str], *, env: dict | None = None, timeout: float = 300,
+                 **popen) -> subprocess.CompletedProcess:
+    """Runs the pretrain task in a fresh interpreter; returns the completed process."""
+    return subprocess.run(
+        [sys.executable, "-m", "simclr.tasks.pretrain", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        env={**os.environ, **(env or {})}, **popen,
+    )
+
+
+def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
+    """Scalar summaries of every event file under `logdir`, sorted by step."""
+    import tensorflow as tf
+
+    out: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for path in sorted(Path(logdir).rglob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    number = float(tf.make_ndarray(value.tensor))
+                    out[value.tag].append((int(event.step), number))
+    return {tag: sorted(points) for tag, points in out.items()}
+
+
+@pytest.fixture(scope="session")
+def pretrained_run(real_prepared_data: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    from simclr.train import PretrainConfig, run
+
+    out = tmp_path_factory.mktemp("pretrained_run") / "run"
+    run(PretrainConfig(data_dir=real_prepared_data, output_dir=str(out), **PRETRAINED_SETTINGS))
+    return str(out)

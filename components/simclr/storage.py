@@ -192,11 +192,21 @@ def _atomic_local_write(path: str, write) -> None:
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
+            # mkstemp creates 0600; give the file the mode a plain open() would have.
+            os.chmod(tmp, 0o666 & ~_current_umask())
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp)
             raise
+
+
+@functools.lru_cache(maxsize=1)
+def _current_umask() -> int:
+    # Read once: os.umask can only be read by setting it, which races with other threads.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_bytes(uri: str) -> bytes:
