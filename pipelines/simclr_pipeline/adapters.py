@@ -1,0 +1,347 @@
+"""What the KFP component bodies call, inside our images.
+
+Each adapter maps KFP artifacts (their local `.path`: a plain directory under kfp.local,
+a `/gcs/...` FUSE path on Vertex AI, a local path uploaded afterwards on Kubeflow) to
+the flags of one `simclr` task, runs the task's `run(config)` and turns what it wrote
+into typed KFP outputs (Metrics, ClassificationMetrics, Markdown, HTML).
+
+The simclr task modules (and with them TensorFlow) are imported lazily, so this
+module is importable without TensorFlow; the compile path never imports it at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import importlib
+import json
+import os
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+
+class AdapterError(ValueError):
+    """A pipeline parameter that does not fit the task's config."""
+
+
+# ---------------------------------------------------------------------------------------
+# Generic: config construction and metric flattening (unit-tested without TensorFlow)
+# ---------------------------------------------------------------------------------------
+
+
+def config_kwargs(config_cls: type, params: Mapping[str, Any], options: Mapping[str, Any]) -> dict:
+    """Keyword arguments for `config_cls` from pipeline parameters plus free-form options.
+
+    `options` (a dict pipeline parameter) override `params`. Values are coerced to the
+    field types, because KFP hands dict values over as JSON (ints arrive as floats) and
+    list-like flags as comma-separated strings. An empty string or None means "use the
+    task's default".
+    """
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    merged = {**params, **(options or {})}
+    unknown = sorted(set(merged) - set(fields))
+    if unknown:
+        raise AdapterError(
+            f"{config_cls.__name__} has no field(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(config_cls)
+    kwargs = {}
+    for name, value in merged.items():
+        if value is None or value == "":
+            continue
+        kwargs[name] = coerce(value, hints.get(name, Any), name)
+    return kwargs
+
+
+def coerce(value: Any, annotation: Any, name: str = "value") -> Any:
+    """Converts a JSON-ish value to `annotation` (int, float, bool, str, tuple[...], X | None)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        return coerce(value, non_none[0], name) if len(non_none) == 1 else value
+    if annotation in (tuple, list) or origin in (tuple, list):
+        items = value.split(",") if isinstance(value, str) else list(value)
+        items = [i.strip() if isinstance(i, str) else i for i in items]
+        item_type = args[0] if args else Any
+        converted = [coerce(i, item_type, name) for i in items if i != ""]
+        return tuple(converted) if (annotation is tuple or origin is tuple) else converted
+    if annotation is bool:
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value)
+    if annotation is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise AdapterError(f"{name} must be an integer, got {value}")
+        return int(value)
+    if annotation is float:
+        return float(value)
+    if annotation is str:
+        return str(value)
+    return value
+
+
+def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested dict, keys joined with '_' (Metrics artifacts are flat)."""
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_metrics(value, prefix=f"{name}_"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+# Echoed configuration, not results: kept in the task's metrics.json, not in the UI.
+_NOT_METRICS = ("settings", "config")
+
+
+def log_metrics(artifact: Any, metrics: Mapping[str, Any]) -> None:
+    results = {k: v for k, v in metrics.items() if k not in _NOT_METRICS}
+    for name, value in sorted(flatten_metrics(results).items()):
+        artifact.log_metric(name, value)
+
+
+def images_html(title: str, images: Mapping[str, str]) -> str:
+    """A standalone HTML page embedding PNG files as base64 (renders in the KFP UI)."""
+    parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"]
+    parts.append(f"<h2>{html.escape(title)}</h2>")
+    for caption, path in images.items():
+        if not os.path.exists(path):
+            continue
+        with open(path, "rb") as f:
+            data = base64.b64encode(f.read()).decode("ascii")
+        parts.append(
+            f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'/>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def inline_images(markdown: str, base_dir: str) -> str:
+    """Replaces `](name.png)` links to files in base_dir by data URIs (the UI has no base_dir)."""
+    for name in sorted(os.listdir(base_dir)):
+        if name.endswith(".png") and f"]({name})" in markdown:
+            with open(os.path.join(base_dir, name), "rb") as f:
+                data = base64.b64encode(f.read()).decode("ascii")
+            markdown = markdown.replace(f"]({name})", f"](data:image/png;base64,{data})")
+    return markdown
+
+
+def run_scoped_uri(root: str, run_id: str, *parts: str) -> str:
+    """`<root>/<run id>/...`: stable across retries of one run, distinct between runs."""
+    return "/".join([root.rstrip("/"), run_id, *parts])
+
+
+def display_uri(path: str, artifact: Any) -> str:
+    """Turns a path inside `artifact.path` into the artifact's URI form (gs://, minio://...)."""
+    if path.startswith(artifact.path) and artifact.uri and artifact.uri != artifact.path:
+        return artifact.uri.rstrip("/") + path[len(artifact.path.rstrip("/")) :]
+    return path
+
+
+def tensorboard_markdown(logdir: str, checkpoint_dir: str, live: bool) -> str:
+    where = (
+        "written live during training"
+        if live
+        else "written under the model artifact (set the `tensorboard_root` pipeline "
+        "parameter to a gs:// URI to watch them while training runs)"
+    )
+    return (
+        "# TensorBoard\n\n"
+        f"Logs: `{logdir}` ({where}).\n\n"
+        "Watch them with\n\n"
+        f"```\ntensorboard --logdir {logdir}\n```\n\n"
+        f"or, from a checkout of simclr-kfp, `make tensorboard LOGDIR={logdir}`.\n\n"
+        "On Vertex AI you can also upload them to a Vertex AI TensorBoard instance: "
+        f"`tb-gcp-uploader --tensorboard_resource_name=TENSORBOARD --logdir={logdir} "
+        "--experiment_name=simclr`.\n\n"
+        f"Checkpoints (a retried task resumes from them): `{checkpoint_dir}`\n"
+    )
+
+
+def _run_task(module_name: str, config_name: str, params: dict, options: Mapping) -> dict:
+    module = importlib.import_module(f"simclr.tasks.{module_name}")
+    config_cls = getattr(module, config_name)
+    config = config_cls(**config_kwargs(config_cls, params, options))
+    print(f"simclr {module_name}: {config}", flush=True)
+    return module.run(config) or {}
+
+
+def _read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_text(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+# ---------------------------------------------------------------------------------------
+# One adapter per task
+# ---------------------------------------------------------------------------------------
+
+
+def prepare_data(dataset: Any, *, options: Mapping, **params: Any) -> dict:
+    os.makedirs(dataset.path, exist_ok=True)
+    manifest = _run_task(
+        "prepare_data", "PrepareDataConfig", {**params, "output_dir": dataset.path}, options
+    )
+    splits = manifest.get("splits", {})
+    dataset.metadata.update(
+        {
+            "source": manifest.get("source", {}).get("uri", params.get("source")),
+            "num_train": splits.get("train", {}).get("num_examples"),
+            "num_test": splits.get("test", {}).get("num_examples"),
+            "label_subsets": sorted(manifest.get("label_subsets", {})),
+            "format": "tfrecord",
+        }
+    )
+    return manifest
+
+
+def augment(dataset, policy, preview, augment_metrics, *, options: Mapping, **params) -> dict:
+    os.makedirs(policy.path, exist_ok=True)
+    metrics = _run_task(
+        "augment",
+        "AugmentConfig",
+        {**params, "data_dir": dataset.path, "output_dir": policy.path},
+        options,
+    )
+    policy.metadata["file"] = "policy.json"
+    _write_text(
+        preview.path,
+        images_html(
+            "Augmentation preview (images and their two augmented views)",
+            {"preview": os.path.join(policy.path, "preview.png")},
+        ),
+    )
+    log_metrics(augment_metrics, metrics)
+    return metrics
+
+
+def pretrain(
+    dataset,
+    policy,
+    model,
+    pretrain_metrics,
+    tensorboard,
+    *,
+    run_id: str,
+    tensorboard_root: str,
+    checkpoint_root: str,
+    options: Mapping,
+    **params,
+) -> dict:
+    os.makedirs(model.path, exist_ok=True)
+    live = bool(tensorboard_root)
+    logdir = (
+        run_scoped_uri(tensorboard_root, run_id)
+        if live
+        else os.path.join(model.path, "tensorboard")
+    )
+    # Stable across retries of this task: under the model artifact (same path on retry)
+    # or under checkpoint_root/<run id> (needed on Kubeflow, where outputs are uploaded
+    # only when the task succeeds).
+    checkpoint_dir = (
+        run_scoped_uri(checkpoint_root, run_id, "checkpoints")
+        if checkpoint_root
+        else os.path.join(model.path, "checkpoints")
+    )
+    shown_logdir = display_uri(logdir, model)
+    _write_text(
+        tensorboard.path,
+        tensorboard_markdown(shown_logdir, display_uri(checkpoint_dir, model), live),
+    )
+    print(f"TensorBoard logs: {shown_logdir}  (tensorboard --logdir {shown_logdir})", flush=True)
+    metrics = _run_task(
+        "pretrain",
+        "PretrainConfig",
+        {
+            **params,
+            "data_dir": dataset.path,
+            "output_dir": model.path,
+            "policy": os.path.join(policy.path, policy.metadata.get("file", "policy.json")),
+            "tensorboard_dir": logdir,
+            "checkpoint_dir": checkpoint_dir,
+        },
+        options,
+    )
+    log_metrics(pretrain_metrics, metrics)
+    model.metadata.update(
+        {
+            "framework": "tensorflow",
+            "encoder": params.get("encoder"),
+            "width_multiplier": params.get("width_multiplier"),
+            "encoder_dir": "encoder",
+            "tensorboard_logdir": shown_logdir,
+        }
+    )
+    tensorboard.metadata["logdir"] = shown_logdir
+    return metrics
+
+
+def evaluate(
+    dataset,
+    model,
+    evaluation,
+    eval_metrics,
+    confusion_matrix,
+    report,
+    plots,
+    *,
+    run_id: str,
+    tensorboard_root: str,
+    options: Mapping,
+    **params,
+) -> dict:
+    os.makedirs(evaluation.path, exist_ok=True)
+    # The pipeline says 0 for "all examples"; the task says None.
+    params["max_train_examples"] = params.get("max_train_examples") or None
+    # The same log directory as pretraining: evaluate adds its own "eval" run inside.
+    tensorboard_dir = run_scoped_uri(tensorboard_root, run_id) if tensorboard_root else ""
+    metrics = _run_task(
+        "evaluate",
+        "EvaluateConfig",
+        {
+            **params,
+            "data_dir": dataset.path,
+            "model_dir": model.path,
+            "output_dir": evaluation.path,
+            "tensorboard_dir": tensorboard_dir,
+        },
+        options,
+    )
+    log_metrics(eval_metrics, metrics)
+    _log_confusion_matrix(confusion_matrix, os.path.join(evaluation.path, "confusion_matrix.json"))
+    report_file = os.path.join(evaluation.path, "report.md")
+    if os.path.exists(report_file):
+        with open(report_file) as f:
+            _write_text(report.path, inline_images(f.read(), evaluation.path))
+    _write_text(
+        plots.path,
+        images_html(
+            "Evaluation",
+            {
+                "embedding": os.path.join(evaluation.path, "embedding.png"),
+                "confusion matrix": os.path.join(evaluation.path, "confusion_matrix.png"),
+            },
+        ),
+    )
+    return metrics
+
+
+def _log_confusion_matrix(artifact: Any, path: str) -> None:
+    if not os.path.exists(path):
+        return
+    data = _read_json(path)
+    matrix = [[int(round(v)) for v in row] for row in data["matrix"]]
+    artifact.log_confusion_matrix(list(data["class_names"]), matrix)

@@ -1,0 +1,404 @@
+"""`simclr-kfp`: compile, run locally (kfp.local), run in Docker, submit.
+
+    simclr-kfp compile --output=build/simclr_pipeline.yaml --image_repo=REPO --image_tag=TAG
+    simclr-kfp run-local --preset=demo --root=runs/demo [--source=PATH_OR_URI] [--param k=v ...]
+    simclr-kfp run-docker --preset=demo --root=runs/demo-docker --image_repo=REPO --image_tag=TAG
+    simclr-kfp submit --package=build/simclr_pipeline.yaml [--preset=gpu] [--param k=v ...]
+    simclr-kfp params [--preset=NAME]          # the pipeline parameters and their values
+
+Errors a user can fix are printed as one line (`error: ...`) with exit status 2.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from simclr_pipeline import params as params_lib
+from simclr_pipeline import presets
+from simclr_pipeline.components import DEFAULT_IMAGE_REPO, DEFAULT_IMAGE_TAG, Images
+
+
+class CliError(Exception):
+    """Reported as `error: <message>` and exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------
+# Argument parsing
+# ---------------------------------------------------------------------------------------
+
+
+def _add_build_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("images and platform (compile-time)")
+    group.add_argument(
+        "--image_repo", default=DEFAULT_IMAGE_REPO, help="images are REPO/cpu:TAG and REPO/gpu:TAG"
+    )
+    group.add_argument("--image_tag", default=DEFAULT_IMAGE_TAG)
+    group.add_argument("--cpu_image", help="full CPU image name (overrides repo/tag)")
+    group.add_argument("--gpu_image", help="full GPU image name (overrides repo/tag)")
+    group.add_argument(
+        "--accelerator_type", default="NVIDIA_TESLA_A100", help="'' or none: no GPU request"
+    )
+    group.add_argument("--pretrain_cpu", default="8")
+    group.add_argument("--pretrain_memory", default="32G")
+    group.add_argument("--step_cpu", default="2", help="CPU for prepare_data/augment/evaluate")
+    group.add_argument("--step_memory", default="8G")
+    group.add_argument("--retries", type=int, default=3, help="retries of pretrain (it resumes)")
+    group.add_argument(
+        "--node_selector",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Kubernetes node selector (repeatable; Kubeflow only)",
+    )
+    group.add_argument(
+        "--toleration",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE:EFFECT",
+        help="Kubernetes toleration (repeatable; KEY:EFFECT means Exists)",
+    )
+    group.add_argument(
+        "--vertex_workers",
+        type=int,
+        default=0,
+        help="Vertex AI: run pretrain as a CustomJob with N replicas (MultiWorkerMirroredStrategy)",
+    )
+    group.add_argument("--vertex_machine_type", default="a2-highgpu-1g")
+    group.add_argument("--vertex_accelerator_count", type=int, default=1)
+
+
+def _add_param_flags(parser: argparse.ArgumentParser, default_preset: str | None) -> None:
+    group = parser.add_argument_group("pipeline parameters")
+    group.add_argument("--preset", default=default_preset, choices=sorted(presets.PRESETS))
+    group.add_argument("--params_file", help="JSON object of parameter values")
+    group.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a pipeline parameter (repeatable; wins over preset and file)",
+    )
+    group.add_argument("--source", help="the CIFAR-10 archive: URL, gs:// URI or local path")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="simclr-kfp", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compile", help="write the compiled pipeline YAML")
+    p.add_argument("--output", default="build/simclr_pipeline.yaml")
+    _add_build_flags(p)
+
+    for name, help_text in (
+        ("run-local", "run the pipeline here with kfp.local (no Docker)"),
+        ("run-docker", "run the pipeline with kfp.local's DockerRunner on the built images"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--root", default=f"runs/{'demo' if name == 'run-local' else 'demo-docker'}")
+        _add_param_flags(p, default_preset="demo")
+        _add_build_flags(p)
+
+    p = sub.add_parser("submit", help="submit a compiled pipeline to Kubeflow or Vertex AI")
+    p.add_argument("--package", default="build/simclr_pipeline.yaml")
+    p.add_argument("--target", default="auto", choices=["auto", "kubeflow", "vertex"])
+    p.add_argument("--host", help="Kubeflow Pipelines endpoint (default: $KFP_HOST)")
+    p.add_argument("--namespace", help="Kubeflow namespace (default: $KFP_NAMESPACE)")
+    p.add_argument("--project", help="Vertex AI project (default: $VERTEX_PROJECT)")
+    p.add_argument("--region", help="Vertex AI region (default: $VERTEX_REGION)")
+    p.add_argument("--pipeline_root", help="gs:// root for artifacts (default: $PIPELINE_ROOT)")
+    p.add_argument("--service_account", help="Vertex AI service account ($VERTEX_SERVICE_ACCOUNT)")
+    p.add_argument("--experiment_name", default="simclr")
+    p.add_argument("--run_name")
+    caching = p.add_mutually_exclusive_group()
+    caching.add_argument(
+        "--enable_caching",
+        dest="enable_caching",
+        action="store_true",
+        default=None,
+        help="force caching on for every task",
+    )
+    caching.add_argument(
+        "--disable_caching",
+        dest="enable_caching",
+        action="store_false",
+        help="force caching off (default: per-task settings in the package)",
+    )
+    _add_param_flags(p, default_preset=None)
+
+    p = sub.add_parser("params", help="print the pipeline parameters (with a preset applied)")
+    _add_param_flags(p, default_preset=None)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------
+# Subcommands
+# ---------------------------------------------------------------------------------------
+
+
+def pipeline_options(args: argparse.Namespace):
+    from simclr_pipeline.pipeline import PipelineOptions, Toleration
+
+    base = Images.from_repo(args.image_repo, args.image_tag)
+    images = Images(cpu=args.cpu_image or base.cpu, gpu=args.gpu_image or base.gpu)
+    accelerator = (
+        "" if (args.accelerator_type or "").lower() in ("", "none") else args.accelerator_type
+    )
+    try:
+        selectors = tuple(
+            tuple(params_lib.parse_assignments([s]).items())[0] for s in args.node_selector
+        )
+        tolerations = tuple(Toleration.parse(t) for t in args.toleration)
+    except ValueError as err:
+        raise CliError(str(err).replace("--param", "--node_selector")) from err
+    if args.vertex_workers < 0:
+        raise CliError(f"--vertex_workers must be >= 0, got {args.vertex_workers}")
+    return PipelineOptions(
+        images=images,
+        accelerator_type=accelerator,
+        pretrain_cpu=args.pretrain_cpu,
+        pretrain_memory=args.pretrain_memory,
+        step_cpu=args.step_cpu,
+        step_memory=args.step_memory,
+        retries=args.retries,
+        node_selector=selectors,
+        tolerations=tolerations,
+        vertex_workers=args.vertex_workers,
+        vertex_machine_type=args.vertex_machine_type,
+        vertex_accelerator_count=args.vertex_accelerator_count,
+    )
+
+
+def compile_pipeline(options, output: str) -> str:
+    """Writes the YAML; the same options always give the same bytes."""
+    from kfp import compiler
+
+    from simclr_pipeline.pipeline import build_pipeline
+
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(options), package_path=output)
+    return output
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    output = compile_pipeline(pipeline_options(args), args.output)
+    print(f"wrote {output}")
+    return 0
+
+
+def run_arguments(
+    args: argparse.Namespace, types: dict[str, str], defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """defaults < --preset < --params_file < --param < --source."""
+    preset = {**(defaults or {}), **(presets.preset(args.preset) if args.preset else {})}
+    merged = params_lib.merge_parameters(
+        preset, args.params_file, args.param, {"source": args.source}
+    )
+    return params_lib.coerce_parameters(merged, types)
+
+
+def docker_runner_kwargs() -> dict[str, Any]:
+    """Run containers as the calling user so files under --root stay ours to read and delete."""
+    kwargs: dict[str, Any] = {"environment": {"HOME": "/tmp"}}
+    if hasattr(os, "getuid"):
+        kwargs["user"] = f"{os.getuid()}:{os.getgid()}"
+    return kwargs
+
+
+def make_runner(kind: str):
+    from kfp import local
+
+    if kind == "subprocess":
+        # use_venv=False: run the components in this environment, where simclr is installed.
+        return local.SubprocessRunner(use_venv=False)
+    try:
+        runner = local.DockerRunner(**docker_runner_kwargs())
+        import docker
+
+        docker.from_env().ping()
+    except ImportError as err:
+        raise CliError(
+            "run-docker needs the 'docker' Python package and a Docker engine (pip install docker)"
+        ) from err
+    except Exception as err:  # docker.errors.DockerException: no socket, daemon down, ...
+        reason = " ".join(str(err).split())[:200]
+        raise CliError(
+            f"run-docker needs a running Docker engine; none reachable ({reason})"
+        ) from err
+    return runner
+
+
+def cmd_run(args: argparse.Namespace, runner_kind: str) -> int:
+    from kfp import local
+
+    from simclr_pipeline.pipeline import build_pipeline, pipeline_parameters
+
+    root = Path(args.root).resolve()
+    pipeline = build_pipeline(pipeline_options(args))
+    types = pipeline_parameters(pipeline)
+    # Local runs write TensorBoard logs beside the artifacts unless told otherwise.
+    arguments = run_arguments(args, types, defaults={"tensorboard_root": str(root / "tensorboard")})
+    runner = make_runner(runner_kind)
+    # Expected locally: our images' environment is this one, and Kubernetes resources
+    # (CPU, memory, GPUs) mean nothing to kfp.local. Keep the output readable.
+    warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+    root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=runner, pipeline_root=str(root / "pipeline_root"))
+    started = time.monotonic()
+    try:
+        task = pipeline(**arguments)
+    except RuntimeError as err:  # kfp.local: "Pipeline ... FAILURE. Inner task failed: ..."
+        reason = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(err)).split())[:300]
+        raise CliError(f"pipeline failed: {reason} (the task's log is above)") from err
+    summary = summarize(task.outputs, root, time.monotonic() - started, args.preset)
+    (root / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    print(format_summary(summary))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from simclr_pipeline import submit
+
+    settings = submit.Settings.from_env(
+        host=args.host,
+        namespace=args.namespace,
+        project=args.project,
+        region=args.region,
+        pipeline_root=args.pipeline_root,
+        service_account=args.service_account,
+    )
+    target = submit.choose_target(settings, args.target)
+    types = params_lib.package_parameter_types(args.package)
+    arguments = run_arguments(args, types)
+    if target == submit.KUBEFLOW:
+        request = submit.kubeflow_request(
+            args.package,
+            arguments,
+            experiment_name=args.experiment_name,
+            run_name=args.run_name,
+            enable_caching=args.enable_caching,
+            namespace=settings.namespace,
+            pipeline_root=args.pipeline_root,
+        )
+        run_id = submit.submit_kubeflow(submit.kubeflow_client_kwargs(settings), request)
+        print(f"submitted to Kubeflow Pipelines at {settings.host}: run {run_id}")
+    else:
+        job = submit.make_vertex_job(
+            submit.vertex_job_kwargs(
+                args.package,
+                arguments,
+                settings,
+                display_name=args.run_name,
+                enable_caching=args.enable_caching,
+            )
+        )
+        name = submit.submit_vertex(job, settings.service_account)
+        print(f"submitted to Vertex AI Pipelines: {name}")
+    return 0
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    from simclr_pipeline.pipeline import pipeline_parameters, simclr_pipeline
+
+    types = pipeline_parameters(simclr_pipeline)
+    defaults = {name: p.default for name, p in simclr_pipeline.component_spec.inputs.items()}
+    values = {**defaults, **run_arguments(args, types)}
+    for name in sorted(types):
+        print(f"{name:<26} {types[name]:<15} {json.dumps(values.get(name))}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# The summary printed after a local run
+# ---------------------------------------------------------------------------------------
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def summarize(outputs: dict, root: Path, seconds: float, preset: str | None) -> dict[str, Any]:
+    """What the run produced: metrics (pretrained vs baseline) and where things are."""
+    model, evaluation = outputs["model"], outputs["evaluation"]
+    eval_metrics = _read_json(os.path.join(evaluation.path, "metrics.json"))
+    logdir = model.metadata.get("tensorboard_logdir") or os.path.join(model.path, "tensorboard")
+    return {
+        "preset": preset,
+        "seconds": round(seconds, 1),
+        "pretrain": _read_json(os.path.join(model.path, "metrics.json")),
+        "evaluation": eval_metrics,
+        "paths": {
+            "root": str(root),
+            "model": model.path,
+            "encoder": os.path.join(model.path, "encoder"),
+            "evaluation": evaluation.path,
+            "report": os.path.join(evaluation.path, "report.md"),
+            "tensorboard": logdir,
+        },
+    }
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    ev, pre, paths = summary["evaluation"], summary["pretrain"], summary["paths"]
+    baseline = ev.get("baseline") or {}
+    names = sorted(k for k, v in ev.items() if k.endswith("_top1") and isinstance(v, (int, float)))
+    lines = [
+        f"\nSimCLR pipeline finished in {summary['seconds']:.0f}s (preset: {summary['preset']})",
+        "",
+        f"  {'metric':<22}{'pretrained':>12}{'baseline':>12}",
+    ]
+    lines += [f"  {n:<22}{_fmt(ev.get(n)):>12}{_fmt(baseline.get(n)):>12}" for n in names]
+    lines += [
+        "",
+        "  pretraining: "
+        + ", ".join(
+            f"{k} {_fmt(pre.get(k))}" for k in ("final_loss", "steps", "images_per_second")
+        ),
+        "",
+        f"  encoder:      {paths['encoder']}",
+        f"  evaluation:   {paths['evaluation']}  (report.md, metrics.json, confusion matrix, plots)",
+        f"  all artifacts under {paths['root']}",
+        f"  TensorBoard logs: {paths['tensorboard']}",
+        f"    make tensorboard LOGDIR={paths['tensorboard']}",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from simclr_pipeline.submit import SubmitError
+
+    handlers = {
+        "compile": cmd_compile,
+        "run-local": lambda a: cmd_run(a, "subprocess"),
+        "run-docker": lambda a: cmd_run(a, "docker"),
+        "submit": cmd_submit,
+        "params": cmd_params,
+    }
+    try:
+        return handlers[args.command](args)
+    except (CliError, SubmitError, params_lib.ParamError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""KFP components: one thin adapter per `simclr` task.
+
+The component functions below are shipped to the container as source code (KFP
+lightweight components), so each body imports what it needs and hands over to
+`simclr_pipeline.adapters`, which is installed in our images together with `simclr`.
+Nothing here imports TensorFlow, so compiling works without it.
+
+Images are chosen at compile time: `build_components(Images(...))` wraps the same
+functions for any image repository and tag. `install_kfp_package=False` and no
+`packages_to_install`: the images already hold everything, nothing is installed at
+run time (air-gapped clusters work).
+"""
+
+from dataclasses import dataclass
+
+from kfp import dsl
+from kfp.dsl import (
+    HTML,
+    Artifact,
+    ClassificationMetrics,
+    Dataset,
+    Input,
+    Markdown,
+    Metrics,
+    Model,
+    Output,
+)
+
+from simclr_pipeline import __version__
+
+DEFAULT_IMAGE_REPO = "simclr-kfp"
+DEFAULT_IMAGE_TAG = __version__
+
+
+@dataclass(frozen=True)
+class Images:
+    """Container images: `cpu` for data, augmentation and evaluation; `gpu` for pretraining."""
+
+    cpu: str
+    gpu: str
+
+    @classmethod
+    def from_repo(cls, repo: str = DEFAULT_IMAGE_REPO, tag: str = DEFAULT_IMAGE_TAG) -> "Images":
+        """The names `make images` builds: `<repo>/cpu:<tag>` and `<repo>/gpu:<tag>`."""
+        repo = repo.rstrip("/")
+        return cls(cpu=f"{repo}/cpu:{tag}", gpu=f"{repo}/gpu:{tag}")
+
+
+@dataclass(frozen=True)
+class Components:
+    prepare_data: object
+    augment: object
+    pretrain: object
+    evaluate: object
+
+
+# ----------------------------------------------------------------------------------------
+# Component functions. Their source is what runs in the container: keep imports inside.
+# Mutable defaults ({}) are how KFP declares optional dict parameters; they are never
+# mutated.
+# ----------------------------------------------------------------------------------------
+
+
+def prepare_data(
+    source: str,
+    dataset: Output[Dataset],
+    sha256: str = "",
+    num_shards: int = 16,
+    label_fractions: str = "0.01,0.1",
+    seed: int = 0,
+    options: dict = {},  # noqa: B006
+) -> None:
+    """Reads a CIFAR-10 archive and writes TFRecord shards and manifest.json."""
+    from simclr_pipeline import adapters
+
+    adapters.prepare_data(
+        dataset,
+        source=source,
+        sha256=sha256,
+        num_shards=num_shards,
+        label_fractions=label_fractions,
+        seed=seed,
+        options=options,
+    )
+
+
+def augment(
+    dataset: Input[Dataset],
+    policy: Output[Artifact],
+    preview: Output[HTML],
+    augment_metrics: Output[Metrics],
+    seed: int = 0,
+    options: dict = {},  # noqa: B006
+) -> None:
+    """Writes the augmentation policy (policy.json), a preview grid and throughput."""
+    from simclr_pipeline import adapters
+
+    adapters.augment(dataset, policy, preview, augment_metrics, seed=seed, options=options)
+
+
+def pretrain(
+    dataset: Input[Dataset],
+    policy: Input[Artifact],
+    run_id: str,
+    model: Output[Model],
+    pretrain_metrics: Output[Metrics],
+    tensorboard: Output[Markdown],
+    encoder: str = "resnet50",
+    width_multiplier: float = 1.0,
+    epochs: int = 100,
+    batch_size: int = 512,
+    learning_rate: float = 0.3,
+    temperature: float = 0.5,
+    max_train_examples: int = 0,
+    checkpoint_every_steps: int = 500,
+    precision: str = "auto",
+    strategy: str = "auto",
+    seed: int = 0,
+    tensorboard_root: str = "",
+    checkpoint_root: str = "",
+    options: dict = {},  # noqa: B006
+) -> None:
+    """SimCLR pretraining; resumes from its checkpoint when retried."""
+    from simclr_pipeline import adapters
+
+    adapters.pretrain(
+        dataset,
+        policy,
+        model,
+        pretrain_metrics,
+        tensorboard,
+        run_id=run_id,
+        tensorboard_root=tensorboard_root,
+        checkpoint_root=checkpoint_root,
+        options=options,
+        encoder=encoder,
+        width_multiplier=width_multiplier,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        temperature=temperature,
+        max_train_examples=max_train_examples,
+        checkpoint_every_steps=checkpoint_every_steps,
+        precision=precision,
+        strategy=strategy,
+        seed=seed,
+    )
+
+
+def evaluate(
+    dataset: Input[Dataset],
+    model: Input[Model],
+    run_id: str,
+    evaluation: Output[Artifact],
+    eval_metrics: Output[Metrics],
+    confusion_matrix: Output[ClassificationMetrics],
+    report: Output[Markdown],
+    plots: Output[HTML],
+    protocols: str = "knn,linear",
+    baseline: str = "random_init",
+    max_train_examples: int = 0,
+    tensorboard_root: str = "",
+    options: dict = {},  # noqa: B006
+) -> None:
+    """kNN / linear / fine-tuning evaluation of the encoder, against a baseline."""
+    from simclr_pipeline import adapters
+
+    adapters.evaluate(
+        dataset,
+        model,
+        evaluation,
+        eval_metrics,
+        confusion_matrix,
+        report,
+        plots,
+        run_id=run_id,
+        protocols=protocols,
+        baseline=baseline,
+        max_train_examples=max_train_examples,
+        tensorboard_root=tensorboard_root,
+        options=options,
+    )
+
+
+def _component(func, image: str):
+    return dsl.component(func, base_image=image, install_kfp_package=False)
+
+
+def build_components(images: Images) -> Components:
+    """The four components, running in the given images."""
+    return Components(
+        prepare_data=_component(prepare_data, images.cpu),
+        augment=_component(augment, images.cpu),
+        pretrain=_component(pretrain, images.gpu),
+        evaluate=_component(evaluate, images.cpu),
+    )

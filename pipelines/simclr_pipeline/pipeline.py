@@ -1,0 +1,254 @@
+"""The SimCLR pipeline: prepare_data -> augment -> pretrain -> evaluate.
+
+    source --> [prepare-data]  CPU image, cached
+                   | dataset (Dataset)
+                   +------------------------------+-----------------+
+                   v                              |                 |
+               [augment]  CPU image, cached       |                 |
+                   | policy (Artifact), preview (HTML), metrics     |
+                   v                              v                 |
+               [pretrain]  GPU image, accelerator x num_gpus,       |
+                   |       retried (resumes), not cached            |
+                   | model (Model), pretrain_metrics (Metrics),     |
+                   | tensorboard (Markdown)                         |
+                   v                                                v
+               [evaluate]  CPU image, not cached  <-----------------+
+                     evaluation (Artifact), eval_metrics (Metrics),
+                     confusion_matrix (ClassificationMetrics),
+                     report (Markdown), plots (HTML)
+
+`build_pipeline(PipelineOptions(...))` makes the pipeline for given images and
+platform settings (compile-time options: Kubernetes node selectors and tolerations,
+the accelerator type, retries, Vertex AI multi-worker training); the run-time knobs
+are pipeline parameters.
+
+Caching: data preparation and augmentation are pure functions of their inputs, so
+they are cached (a second run with the same source skips the download and
+decoding). Pretraining is never cached: a "hit" would silently skip the expensive
+part a user asked for. Evaluation is not cached either: its input model is new on
+every run, so a hit is impossible, and a forced re-evaluation should really re-run.
+"""
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from kfp import dsl, kubernetes
+from kfp.dsl import Artifact, Markdown, Metrics, Model
+
+from simclr_pipeline import presets
+from simclr_pipeline.components import Images, build_components
+
+PIPELINE_NAME = "simclr-cifar10"
+RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER  # resolved per run; identical across task retries
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str | None = None
+    operator: str = "Equal"  # or "Exists"
+    value: str | None = None
+    effect: str | None = None  # NoSchedule | PreferNoSchedule | NoExecute
+
+    @classmethod
+    def parse(cls, text: str) -> "Toleration":
+        """`key=value:Effect`, `key:Effect` (operator Exists), or `key=value`."""
+        spec, _, effect = text.partition(":")
+        key, eq, value = spec.partition("=")
+        if not key and not effect:
+            raise ValueError(f"bad toleration {text!r}; expected key=value:Effect")
+        if eq:
+            return cls(key=key, operator="Equal", value=value, effect=effect or None)
+        return cls(key=key or None, operator="Exists", effect=effect or None)
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Compile-time settings (they shape the YAML; they are not run parameters)."""
+
+    images: Images = field(default_factory=Images.from_repo)
+    accelerator_type: str = "NVIDIA_TESLA_A100"  # "" = no GPU request (CPU pretraining)
+    pretrain_cpu: str = "8"
+    pretrain_memory: str = "32G"
+    step_cpu: str = "2"  # prepare_data / augment / evaluate
+    step_memory: str = "8G"
+    retries: int = 3
+    # Kubernetes placement of the pretrain pod (GPU nodes); Vertex AI ignores these.
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[Toleration, ...] = ()
+    # Vertex AI only: run pretrain as a CustomJob with this many replicas (1 chief +
+    # N-1 workers, MultiWorkerMirroredStrategy); 0 = an ordinary pipeline step.
+    vertex_workers: int = 0
+    vertex_machine_type: str = "a2-highgpu-1g"
+    vertex_accelerator_count: int = 1
+
+
+class Outputs(NamedTuple):
+    model: Model
+    pretrain_metrics: Metrics
+    tensorboard: Markdown
+    eval_metrics: Metrics
+    report: Markdown
+    evaluation: Artifact
+
+
+def build_pipeline(options: PipelineOptions | None = None):
+    """The pipeline (a KFP GraphComponent) for the given compile-time options."""
+    options = options or PipelineOptions()
+    ops = build_components(options.images)
+    pretrain_op = _pretrain_op(ops.pretrain, options)
+    gpu = presets.GPU
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="SimCLR pretraining on CIFAR-10: prepare_data -> augment -> pretrain -> evaluate",
+    )
+    def simclr_pipeline(
+        source: str = presets.OFFICIAL_CIFAR10_URL,
+        sha256: str = "",
+        num_shards: int = 16,
+        label_fractions: str = "0.01,0.1",
+        seed: int = 0,
+        augment_options: dict = {},  # noqa: B006  (KFP's way to declare a dict parameter)
+        encoder: str = gpu["encoder"],
+        width_multiplier: float = gpu["width_multiplier"],
+        epochs: int = gpu["epochs"],
+        batch_size: int = gpu["batch_size"],
+        learning_rate: float = gpu["learning_rate"],
+        temperature: float = gpu["temperature"],
+        max_train_examples: int = gpu["max_train_examples"],
+        checkpoint_every_steps: int = 500,
+        precision: str = gpu["precision"],
+        strategy: str = "auto",
+        num_gpus: int = gpu["num_gpus"],
+        pretrain_options: dict = {},  # noqa: B006
+        eval_protocols: str = gpu["eval_protocols"],
+        baseline: str = gpu["baseline"],
+        eval_max_train_examples: int = gpu["eval_max_train_examples"],
+        evaluate_options: dict = {},  # noqa: B006
+        tensorboard_root: str = "",
+        checkpoint_root: str = "",
+    ) -> Outputs:
+        data = ops.prepare_data(
+            source=source,
+            sha256=sha256,
+            num_shards=num_shards,
+            label_fractions=label_fractions,
+            seed=seed,
+        ).set_display_name("prepare data")
+        data.set_caching_options(True)
+        _cpu_step(data, options)
+
+        aug = ops.augment(
+            dataset=data.outputs["dataset"], seed=seed, options=augment_options
+        ).set_display_name("augmentation policy")
+        aug.set_caching_options(True)
+        _cpu_step(aug, options)
+
+        train = pretrain_op(
+            dataset=data.outputs["dataset"],
+            policy=aug.outputs["policy"],
+            run_id=RUN_ID,
+            encoder=encoder,
+            width_multiplier=width_multiplier,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            temperature=temperature,
+            max_train_examples=max_train_examples,
+            checkpoint_every_steps=checkpoint_every_steps,
+            precision=precision,
+            strategy=strategy,
+            seed=seed,
+            tensorboard_root=tensorboard_root,
+            checkpoint_root=checkpoint_root,
+            options=pretrain_options,
+        ).set_display_name("SimCLR pretraining")
+        train.set_caching_options(False)
+        train.set_retry(
+            num_retries=options.retries,
+            backoff_duration="60s",
+            backoff_factor=2.0,
+            backoff_max_duration="3600s",
+        )
+        if not options.vertex_workers:
+            _gpu_step(train, options, num_gpus)
+
+        evaluation = ops.evaluate(
+            dataset=data.outputs["dataset"],
+            model=train.outputs["model"],
+            run_id=RUN_ID,
+            protocols=eval_protocols,
+            baseline=baseline,
+            max_train_examples=eval_max_train_examples,
+            tensorboard_root=tensorboard_root,
+            options=evaluate_options,
+        ).set_display_name("evaluation")
+        evaluation.set_caching_options(False)
+        _cpu_step(evaluation, options)
+
+        return Outputs(
+            model=train.outputs["model"],
+            pretrain_metrics=train.outputs["pretrain_metrics"],
+            tensorboard=train.outputs["tensorboard"],
+            eval_metrics=evaluation.outputs["eval_metrics"],
+            report=evaluation.outputs["report"],
+            evaluation=evaluation.outputs["evaluation"],
+        )
+
+    return simclr_pipeline
+
+
+def _pretrain_op(component, options: PipelineOptions):
+    """The pretrain component, or its Vertex AI multi-worker CustomJob wrapper."""
+    if not options.vertex_workers:
+        return component
+    # Imported only when asked for: google-cloud-pipeline-components is the [vertex] extra.
+    from google_cloud_pipeline_components.v1.custom_job import (
+        create_custom_training_job_from_component,
+    )
+
+    return create_custom_training_job_from_component(
+        component,
+        display_name="simclr-pretrain",
+        replica_count=options.vertex_workers,
+        machine_type=options.vertex_machine_type,
+        accelerator_type=options.accelerator_type,
+        accelerator_count=options.vertex_accelerator_count if options.accelerator_type else 0,
+        # A restarted worker must restart the whole job: MultiWorkerMirroredStrategy
+        # cannot re-admit one worker; everyone resumes from the shared checkpoint.
+        restart_job_on_worker_restart=True,
+    )
+
+
+def _cpu_step(task, options: PipelineOptions) -> None:
+    task.set_cpu_request(options.step_cpu).set_cpu_limit(options.step_cpu)
+    task.set_memory_request(options.step_memory).set_memory_limit(options.step_memory)
+
+
+def _gpu_step(task, options: PipelineOptions, num_gpus) -> None:
+    task.set_cpu_request(options.pretrain_cpu).set_cpu_limit(options.pretrain_cpu)
+    task.set_memory_request(options.pretrain_memory).set_memory_limit(options.pretrain_memory)
+    if options.accelerator_type:
+        task.set_accelerator_type(options.accelerator_type).set_accelerator_limit(num_gpus)
+    _kubernetes_placement(task, options)
+
+
+def _kubernetes_placement(task, options: PipelineOptions) -> None:
+    for key, value in options.node_selector:
+        kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    for tol in options.tolerations:
+        kubernetes.add_toleration(
+            task, key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect
+        )
+
+
+def pipeline_parameters(pipeline) -> dict[str, str]:
+    """Parameter name -> KFP type ("STRING", "NUMBER_INTEGER", ...) of a built pipeline."""
+    spec = pipeline.pipeline_spec.root.input_definitions.parameters
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    enum = pipeline_spec_pb2.ParameterType.ParameterTypeEnum
+    return {name: enum.Name(p.parameter_type) for name, p in spec.items()}
+
+
+simclr_pipeline = build_pipeline()

@@ -1,0 +1,75 @@
+"""Named sets of pipeline parameters (`--preset=NAME`); `--param` overrides them.
+
+- "gpu": ResNet-50 for a GPU cluster (the pipeline's own defaults, spelled out).
+- "demo": a CPU-sized run on the whole CIFAR-10 archive: ResNet-18 at width 0.25 on
+  4,000 images for a few epochs, kNN + linear evaluation on 5,000 images against a
+  randomly initialised baseline. A few minutes on a laptop.
+- "test": tiny, for the end-to-end test (seconds of training).
+"""
+
+from typing import Any
+
+OFFICIAL_CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+
+GPU: dict[str, Any] = {
+    "encoder": "resnet50",
+    "width_multiplier": 1.0,
+    "epochs": 200,
+    "batch_size": 512,
+    "learning_rate": 1.0,
+    "temperature": 0.5,
+    "max_train_examples": 0,
+    "precision": "auto",  # bfloat16 on Ampere+, float16 before, float32 on CPU
+    "num_gpus": 1,
+    "eval_protocols": "knn,linear,finetune",
+    "baseline": "random_init",
+    "eval_max_train_examples": 0,
+}
+
+DEMO: dict[str, Any] = {
+    "num_shards": 8,
+    "encoder": "resnet18",
+    "width_multiplier": 0.25,
+    "epochs": 3,
+    "batch_size": 256,
+    "learning_rate": 1.0,
+    "temperature": 0.5,
+    "max_train_examples": 4000,
+    "checkpoint_every_steps": 20,
+    "precision": "float32",
+    "pretrain_options": {"warmup_epochs": 0.5, "monitor_every_epochs": 1, "log_every_steps": 5},
+    "num_gpus": 0,
+    "eval_protocols": "knn,linear",
+    "baseline": "random_init",
+    "eval_max_train_examples": 5000,
+}
+
+TEST: dict[str, Any] = {
+    "num_shards": 2,
+    "label_fractions": "0.1",
+    "encoder": "resnet18",
+    "width_multiplier": 0.125,
+    "epochs": 1,
+    "batch_size": 64,
+    "learning_rate": 0.5,
+    "temperature": 0.5,
+    "max_train_examples": 256,
+    "checkpoint_every_steps": 2,
+    "precision": "float32",
+    "augment_options": {"benchmark_seconds": 0.2, "num_preview_images": 4},
+    "pretrain_options": {"warmup_epochs": 0.0, "monitor_every_epochs": 0, "log_every_steps": 1},
+    "num_gpus": 0,
+    "eval_protocols": "knn,linear",
+    "baseline": "random_init",
+    "eval_max_train_examples": 300,
+    "evaluate_options": {"embedding": "pca", "linear_c_grid": "0.1"},
+}
+
+PRESETS: dict[str, dict[str, Any]] = {"gpu": GPU, "demo": DEMO, "test": TEST}
+
+
+def preset(name: str) -> dict[str, Any]:
+    """A copy of the named preset's parameters; KeyError names the known presets."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+    return dict(PRESETS[name])

@@ -1,0 +1,218 @@
+"""Submitting a compiled pipeline to Kubeflow Pipelines or Vertex AI Pipelines.
+
+The request objects are built by plain functions (`kubeflow_request`,
+`vertex_job_kwargs`, `make_vertex_job`) so they can be inspected without a cluster;
+`submit_kubeflow` / `submit_vertex` only hand them over. Every failure a user can
+fix (no host, no project, no credentials, unreachable server) becomes a
+`SubmitError` with a one-line message.
+"""
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from simclr_pipeline.pipeline import PIPELINE_NAME
+
+KUBEFLOW = "kubeflow"
+VERTEX = "vertex"
+
+
+class SubmitError(RuntimeError):
+    """A submission problem the user can fix; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where to submit; flags win over the environment (KFP_HOST, VERTEX_*, PIPELINE_ROOT)."""
+
+    host: str | None = None
+    namespace: str | None = None
+    project: str | None = None
+    region: str | None = None
+    pipeline_root: str | None = None
+    service_account: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **flags: str | None) -> "Settings":
+        env = os.environ if env is None else env
+        from_env = {
+            "host": env.get("KFP_HOST"),
+            "namespace": env.get("KFP_NAMESPACE"),
+            "project": env.get("VERTEX_PROJECT"),
+            "region": env.get("VERTEX_REGION"),
+            "pipeline_root": env.get("PIPELINE_ROOT"),
+            "service_account": env.get("VERTEX_SERVICE_ACCOUNT"),
+        }
+        merged = {k: (flags.get(k) or v or None) for k, v in from_env.items()}
+        return cls(**merged)
+
+
+def choose_target(settings: Settings, explicit: str | None = None) -> str:
+    """Kubeflow when a host is given, Vertex AI when a project/region/root is given."""
+    vertex_given = any([settings.project, settings.region])
+    target = explicit
+    if target in (None, "", "auto"):
+        if settings.host and vertex_given:
+            raise SubmitError(
+                "both KFP_HOST and VERTEX_PROJECT/VERTEX_REGION are set; pass --target=kubeflow or --target=vertex"
+            )
+        if settings.host:
+            target = KUBEFLOW
+        elif vertex_given or settings.pipeline_root:
+            target = VERTEX
+        else:
+            raise SubmitError(
+                "nowhere to submit: set KFP_HOST (Kubeflow) or VERTEX_PROJECT, VERTEX_REGION "
+                "and PIPELINE_ROOT (Vertex AI), or pass --host / --project --region --pipeline_root"
+            )
+    if target == KUBEFLOW and not settings.host:
+        raise SubmitError("Kubeflow submission needs a host: set KFP_HOST or pass --host")
+    if target == VERTEX:
+        missing = [
+            name
+            for name, value in (
+                ("VERTEX_PROJECT", settings.project),
+                ("VERTEX_REGION", settings.region),
+                ("PIPELINE_ROOT", settings.pipeline_root),
+            )
+            if not value
+        ]
+        if missing:
+            raise SubmitError(f"Vertex AI submission needs {', '.join(missing)} (env or flags)")
+        if not settings.pipeline_root.startswith("gs://"):
+            raise SubmitError(f"PIPELINE_ROOT must be a gs:// URI, got {settings.pipeline_root}")
+    if target not in (KUBEFLOW, VERTEX):
+        raise SubmitError(f"--target must be kubeflow, vertex or auto, got {target}")
+    return target
+
+
+# ---------------------------------------------------------------------------------------
+# Kubeflow Pipelines
+# ---------------------------------------------------------------------------------------
+
+
+def kubeflow_request(
+    package_path: str,
+    arguments: Mapping[str, Any],
+    *,
+    experiment_name: str,
+    run_name: str | None,
+    enable_caching: bool | None,
+    namespace: str | None = None,
+    pipeline_root: str | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for `kfp.Client.create_run_from_pipeline_package`.
+
+    `enable_caching=None` keeps the per-task settings compiled into the package
+    (data preparation cached, training not); True/False override every task.
+    """
+    request: dict[str, Any] = {
+        "pipeline_file": package_path,
+        "arguments": dict(arguments),
+        "experiment_name": experiment_name,
+        "run_name": run_name,
+        "enable_caching": enable_caching,
+    }
+    if namespace:
+        request["namespace"] = namespace
+    if pipeline_root:
+        request["pipeline_root"] = pipeline_root
+    return request
+
+
+def kubeflow_client_kwargs(settings: Settings, env: Mapping[str, str] | None = None) -> dict:
+    env = os.environ if env is None else env
+    kwargs: dict[str, Any] = {"host": settings.host}
+    if settings.namespace:
+        kwargs["namespace"] = settings.namespace
+    if env.get("KFP_TOKEN"):  # e.g. a service account token for an authenticated endpoint
+        kwargs["existing_token"] = env["KFP_TOKEN"]
+    return kwargs
+
+
+def submit_kubeflow(
+    client_kwargs: Mapping[str, Any],
+    request: Mapping[str, Any],
+    client_factory: Callable[..., Any] | None = None,
+) -> str:
+    """Creates the run; returns its id. Connection/auth problems -> SubmitError."""
+    if client_factory is None:
+        import kfp
+
+        client_factory = kfp.Client
+    host = client_kwargs.get("host")
+    try:
+        client = client_factory(**client_kwargs)
+        result = client.create_run_from_pipeline_package(**request)
+    except SubmitError:
+        raise
+    except Exception as err:  # urllib3 / kfp_server_api errors are long multi-line texts
+        raise SubmitError(f"Kubeflow Pipelines at {host}: {_first_line(err)}") from err
+    return str(getattr(result, "run_id", result))
+
+
+# ---------------------------------------------------------------------------------------
+# Vertex AI Pipelines
+# ---------------------------------------------------------------------------------------
+
+
+def vertex_job_kwargs(
+    package_path: str,
+    arguments: Mapping[str, Any],
+    settings: Settings,
+    *,
+    display_name: str | None,
+    enable_caching: bool | None,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for `google.cloud.aiplatform.PipelineJob`."""
+    return {
+        "display_name": display_name or PIPELINE_NAME,
+        "template_path": package_path,
+        "pipeline_root": settings.pipeline_root,
+        "parameter_values": dict(arguments),
+        "enable_caching": enable_caching,
+        "project": settings.project,
+        "location": settings.region,
+        "labels": dict(labels or {"app": "simclr-kfp"}),
+    }
+
+
+def make_vertex_job(job_kwargs: Mapping[str, Any], credentials: Any = None):
+    """The `aiplatform.PipelineJob` (nothing is sent until `.submit()`)."""
+    from google.auth import exceptions as auth_exceptions
+    from google.cloud import aiplatform
+
+    try:
+        return aiplatform.PipelineJob(**job_kwargs, credentials=credentials)
+    except auth_exceptions.DefaultCredentialsError as err:
+        raise SubmitError(_credentials_message(err)) from err
+    except ValueError as err:  # e.g. a parameter the template does not declare
+        raise SubmitError(f"Vertex AI PipelineJob: {_first_line(err)}") from err
+
+
+def submit_vertex(job: Any, service_account: str | None = None) -> str:
+    """Submits the job; returns its resource name."""
+    from google.api_core import exceptions as api_exceptions
+    from google.auth import exceptions as auth_exceptions
+
+    try:
+        job.submit(service_account=service_account or None)
+    except auth_exceptions.DefaultCredentialsError as err:
+        raise SubmitError(_credentials_message(err)) from err
+    except (auth_exceptions.GoogleAuthError, api_exceptions.GoogleAPIError) as err:
+        raise SubmitError(f"Vertex AI: {_first_line(err)}") from err
+    return job.resource_name
+
+
+def _credentials_message(err: Exception) -> str:
+    return (
+        "no Google Cloud credentials found: run `gcloud auth application-default login` "
+        "or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file"
+    )
+
+
+def _first_line(err: Exception) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text[:300]

@@ -1,0 +1,131 @@
+"""The whole pipeline under kfp.local's SubprocessRunner on a tiny real CIFAR-10 subset.
+
+Runs `python -m simclr_pipeline.cli run-local --preset=test` in a subprocess (as
+`make demo` does, only smaller) and checks the artifacts where the pipeline says
+they are.
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TOOL = REPO.parent / "shared" / "tools" / "cifar10_tarball.py"
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("e2e")
+    subprocess.run(
+        [sys.executable, str(TOOL), "--out", str(work), "--train", "500", "--test", "200"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    archive = work / "cifar-10-binary.tar.gz"
+    root = work / "run"
+    env = {**os.environ, "SIMCLR_CACHE_DIR": str(work / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simclr_pipeline.cli",
+            "run-local",
+            "--preset=test",
+            f"--root={root}",
+            f"--source={archive}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
+    summary = json.loads((root / "summary.json").read_text())
+    run_dirs = glob.glob(str(root / "pipeline_root" / "simclr-cifar10-*"))
+    assert len(run_dirs) == 1
+    return {"stdout": result.stdout, "summary": summary, "root": root, "run": Path(run_dirs[0])}
+
+
+def executor_output(run: Path, task: str) -> dict:
+    return json.loads((run / task / "executor_output.json").read_text())
+
+
+def artifact_metadata(run: Path, task: str, name: str) -> dict:
+    return executor_output(run, task)["artifacts"][name]["artifacts"][0]["metadata"]
+
+
+def test_summary_is_printed(local_run):
+    out = local_run["stdout"]
+    assert "SimCLR pipeline finished" in out
+    assert "pretrained" in out and "baseline" in out
+    assert f"make tensorboard LOGDIR={local_run['summary']['paths']['tensorboard']}" in out
+
+
+def test_prepared_data(local_run):
+    manifest = json.loads(
+        (local_run["run"] / "prepare-data" / "dataset" / "manifest.json").read_text()
+    )
+    assert manifest["splits"]["train"]["num_examples"] == 500
+    assert manifest["splits"]["test"]["num_examples"] == 200
+    assert artifact_metadata(local_run["run"], "prepare-data", "dataset")["num_train"] == 500
+
+
+def test_augment_outputs(local_run):
+    policy_dir = local_run["run"] / "augment" / "policy"
+    assert json.loads((policy_dir / "policy.json").read_text())
+    assert (policy_dir / "preview.png").read_bytes().startswith(b"\x89PNG")
+    preview = (local_run["run"] / "augment" / "preview").read_text()
+    assert "data:image/png;base64," in preview
+    assert (
+        artifact_metadata(local_run["run"], "augment", "augment_metrics")["images_per_second"] > 0
+    )
+
+
+def test_pretrain_outputs(local_run):
+    summary, run = local_run["summary"], local_run["run"]
+    model_dir = Path(summary["paths"]["model"])
+    assert model_dir == run / "pretrain" / "model"
+    metrics = artifact_metadata(run, "pretrain", "pretrain_metrics")
+    assert metrics["steps"] >= 1 and metrics["images_per_second"] > 0
+    assert np.isfinite(metrics["final_loss"])
+    assert any((model_dir / "checkpoints").iterdir())  # stable place a retry resumes from
+    logdir = Path(summary["paths"]["tensorboard"])
+    assert logdir.parent == local_run["root"] / "tensorboard"
+    assert glob.glob(str(logdir / "**" / "events.out.tfevents.*"), recursive=True)
+    markdown = (run / "pretrain" / "tensorboard").read_text()
+    assert f"tensorboard --logdir {logdir}" in markdown
+
+
+def test_encoder_loads(local_run):
+    from simclr.model import load_encoder
+
+    encoder, config = load_encoder(local_run["summary"]["paths"]["encoder"])
+    features = np.asarray(encoder(np.zeros((2, 32, 32, 3), np.uint8)))
+    assert features.shape == (2, config["feature_dim"])
+    assert np.isfinite(features).all()
+
+
+def test_evaluation_outputs(local_run):
+    summary, run = local_run["summary"], local_run["run"]
+    evaluation = summary["evaluation"]
+    for name in ("knn_top1", "linear_top1"):
+        assert 0.0 <= evaluation[name] <= 1.0
+        assert 0.0 <= evaluation["baseline"][name] <= 1.0
+    ui_metrics = artifact_metadata(run, "evaluate", "eval_metrics")
+    assert ui_metrics["knn_top1"] == evaluation["knn_top1"]
+    assert ui_metrics["baseline_linear_top1"] == evaluation["baseline"]["linear_top1"]
+    assert not any(k.startswith("settings_") for k in ui_metrics)
+    matrix = artifact_metadata(run, "evaluate", "confusion_matrix")["confusionMatrix"]
+    assert len(matrix["annotationSpecs"]) == 10
+    assert sum(sum(r["row"]) for r in matrix["rows"]) == 200  # every test image once
+    report = (run / "evaluate" / "report").read_text()
+    assert report.startswith("#") and "data:image/png;base64," in report
+    assert "data:image/png;base64," in (run / "evaluate" / "plots").read_text()
