@@ -1,0 +1,98 @@
+"""`python -m simclr.tasks.pretrain`: SimCLR pretraining of an encoder and projection head.
+
+Writes OUTPUT_DIR/encoder/ (uint8 images in, representation out), OUTPUT_DIR/config.json
+(the resolved configuration) and, last, OUTPUT_DIR/metrics.json. Checkpoints go to
+--checkpoint_dir (default OUTPUT_DIR/checkpoints); started again with the same flags
+it resumes from the newest one. On SIGTERM it checkpoints and exits with code 143.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from absl import flags
+
+from simclr.tasks._app import run_task
+from simclr.train_config import (
+    JIT_CHOICES,
+    LR_SCALINGS,
+    PRECISIONS,
+    STRATEGIES,
+    PretrainConfig,
+)
+
+__all__ = ["PretrainConfig", "config_from_flags", "define_flags", "main", "run"]
+
+_D = PretrainConfig()
+_HELP = {
+    "data_dir": "prepare_data output (local or gs://)",
+    "output_dir": "where encoder/, config.json and metrics.json go (local or gs://)",
+    "policy": "augmentation policy.json from the augment task; empty: SimCLR CIFAR-10 defaults",
+    "tensorboard_dir": "TensorBoard log URI, mirrored while training; empty: OUTPUT_DIR/tensorboard",
+    "checkpoint_dir": "checkpoint URI; empty: OUTPUT_DIR/checkpoints",
+    "encoder": "resnet18, resnet34 or resnet50 (CIFAR stem)",
+    "width_multiplier": "channel width multiplier of the encoder",
+    "epochs": "training epochs",
+    "batch_size": "global batch size (split over replicas)",
+    "learning_rate": "base learning rate, before --lr_scaling",
+    "lr_scaling": "linear (lr*B/256), sqrt (lr*sqrt(B)) or none",
+    "warmup_epochs": "linear warmup epochs before the cosine decay",
+    "weight_decay": "LARS weight decay",
+    "momentum": "LARS momentum",
+    "temperature": "NT-Xent temperature",
+    "projection_dim": "output size of the projection head",
+    "projection_layers": "layers of the projection head (2: SimCLR v1, 3: v2)",
+    "strategy": "auto, default, one_device, mirrored, multi_worker or tpu",
+    "precision": "auto (bfloat16 on GPU/TPU, float32 on CPU), float32, bfloat16 or float16",
+    "jit_compile": "XLA-compile the train step: auto (on for GPU/TPU), true or false",
+    "max_train_examples": "use only the first N training images; 0: all",
+    "checkpoint_every_steps": "write a checkpoint every N steps (and at the end)",
+    "keep_checkpoints": "how many checkpoints to keep",
+    "monitor_every_epochs": "kNN monitor every N epochs (and at the end); 0: off",
+    "monitor_queries": "test images used as kNN monitor queries",
+    "log_every_steps": "console progress line and TensorBoard scalars every N steps",
+    "tensorboard_sync_seconds": "seconds between uploads of the TensorBoard logs",
+    "cache_dir": "local cache for gs:// data and checkpoints; empty: ~/.cache/simclr-kfp",
+    "num_cpu_devices": "split the CPU into N logical devices (testing distribution); 0: off",
+    "seed": "seed of shuffling, augmentation and initialisation",
+}
+_ENUMS = {"strategy": STRATEGIES, "precision": PRECISIONS, "jit_compile": JIT_CHOICES,
+          "lr_scaling": LR_SCALINGS}
+
+
+def define_flags() -> None:
+    """Defines one absl flag per PretrainConfig field (same name, same default)."""
+    for field in dataclasses.fields(PretrainConfig):
+        name, default, text = field.name, getattr(_D, field.name), _HELP[field.name]
+        if name in flags.FLAGS:
+            continue
+        if name in _ENUMS:
+            flags.DEFINE_enum(name, default, list(_ENUMS[name]), text)
+        elif isinstance(default, bool):
+            flags.DEFINE_bool(name, default, text)
+        elif isinstance(default, int):
+            flags.DEFINE_integer(name, default, text)
+        elif isinstance(default, float):
+            flags.DEFINE_float(name, default, text)
+        else:
+            flags.DEFINE_string(name, default, text)
+
+
+def config_from_flags(flag_values: flags.FlagValues) -> PretrainConfig:
+    return PretrainConfig(**{f.name: flag_values[f.name].value for f in dataclasses.fields(PretrainConfig)})
+
+
+def run(config: PretrainConfig) -> dict[str, Any]:
+    """Trains; returns the metrics written to OUTPUT_DIR/metrics.json."""
+    from simclr import train  # imports TensorFlow: only after the flags are known
+
+    return train.run(config)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_task(define_flags, config_from_flags, run, argv)
+
+
+if __name__ == "__main__":
+    main()

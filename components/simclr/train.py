@@ -1,0 +1,456 @@
+"""The SimCLR trainer: `run(PretrainConfig) -> metrics`.
+
+Pieces, in the order `run` uses them:
+  validate flags and data (train_config: before TensorFlow is imported) -> strategy and
+  numerics (distribute) -> input pipeline (`make_input`) -> models and optimizer
+  (`build_state`) -> compiled train step (`make_train_step`) -> loop with checkpoints
+  (checkpoint), TensorBoard, kNN monitor and console progress (monitor) -> outputs.
+
+Determinism and resume: the global batch of step t is a function of (seed, t) only
+(the epoch's shuffle is seeded by (seed, epoch); each worker takes its slice of the
+global batch), and the augmentation seed of a replica is a stateless function of
+(seed, t, replica id). A resumed run therefore sees exactly the batches and views the
+uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import threading
+import time
+from typing import Any
+
+from simclr import data, storage
+from simclr.errors import UserError
+from simclr.train_config import (
+    PREEMPTED_EXIT_CODE,
+    Plan,
+    PretrainConfig,
+    make_plan,
+    validate_flags,
+)
+
+__all__ = ["PREEMPTED_EXIT_CODE", "Preempted", "PretrainConfig", "run"]
+
+
+class Preempted(SystemExit):
+    """SIGTERM arrived: a checkpoint was written; exit with PREEMPTED_EXIT_CODE."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(PREEMPTED_EXIT_CODE)
+        self.step = step
+
+
+class _StopFlag:
+    """Set by SIGTERM; the loop checks it after each step."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._previous: Any = None
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.set = True
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def _prepare(config: PretrainConfig) -> tuple[Plan, dict, Any]:
+    """All checks that need no TensorFlow: flags, manifest, sizes, policy."""
+    validate_flags(config)
+    manifest = data.load_manifest(config.data_dir)
+    plan = make_plan(config, manifest)
+    from simclr.augment import AugmentPolicy, load_policy
+
+    policy = load_policy(config.policy) if config.policy else AugmentPolicy()
+    policy.validate()
+    return plan, manifest, policy
+
+
+def _numerics(config: PretrainConfig, kind: str) -> tuple[str, bool]:
+    """(precision, jit) after resolving "auto" for the device kind."""
+    from simclr.distribute import gpu_supports_bfloat16
+
+    precision = config.precision
+    if precision == "auto":
+        if kind == "tpu" or (kind == "gpu" and gpu_supports_bfloat16()):
+            precision = "bfloat16"
+        else:
+            precision = "float16" if kind == "gpu" else "float32"
+    jit = kind != "cpu" if config.jit_compile == "auto" else config.jit_compile == "true"
+    return precision, jit
+
+
+def make_input(strategy, local_dir: str, plan: Plan, config: PretrainConfig, start_step: int):
+    """A distributed iterator over per-replica uint8 batches, from global step `start_step`.
+
+    Each input pipeline holds the training images in memory (CIFAR-10: 150 MB), draws
+    each epoch's order as a stateless permutation of (seed, epoch), cuts global batches
+    and gathers only its own slice of each, then splits that into per-replica batches.
+    So the global batch of a step depends on (seed, step) alone, not on the number of
+    workers or replicas, and a resume just skips the steps already done in its epoch.
+    """
+    import tensorflow as tf
+
+    global_batch, n = config.batch_size, plan.num_examples
+    start_epoch, skip = divmod(start_step, plan.steps_per_epoch)
+
+    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        base = data.make_dataset(local_dir, "train", max_examples=n, cache=False)
+        all_images = base.map(lambda image, label: image).batch(n).cache()  # one element
+        per_pipeline = global_batch // ctx.num_input_pipelines
+        first = ctx.input_pipeline_id * per_pipeline
+
+        def one_epoch(epoch, images):
+            keys = tf.random.stateless_uniform([n], tf.stack([tf.constant(config.seed, tf.int64), epoch]))
+            order = tf.data.Dataset.from_tensor_slices(tf.argsort(keys))
+            batches = order.batch(global_batch, drop_remainder=True)
+            return batches.map(lambda idx: tf.gather(images, idx[first : first + per_pipeline]))
+
+        epochs = tf.data.Dataset.range(start_epoch, config.epochs)
+        ds = tf.data.Dataset.zip(epochs, all_images.repeat()).flat_map(one_epoch).skip(skip)
+        ds = ds.unbatch().batch(ctx.get_per_replica_batch_size(global_batch), drop_remainder=True)
+        options = tf.data.Options()
+        options.deterministic = True
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+    return iter(strategy.distribute_datasets_from_function(dataset_fn))
+
+
+@dataclasses.dataclass
+class TrainState:
+    encoder: Any
+    head: Any
+    optimizer: Any
+    schedule: Any
+    step: Any  # tf.Variable int64: global step reached
+    last: Any  # tf.Variable float32 [2]: loss and contrastive accuracy of the last step
+    checkpoint: Any  # tf.train.Checkpoint of all of the above (+ run identity)
+
+
+def build_state(strategy, config: PretrainConfig, plan: Plan, precision: str) -> TrainState:
+    """Encoder, projection head, LARS (loss-scaled for float16) and what is checkpointed."""
+    import keras
+    import tensorflow as tf
+
+    from simclr.model import build_encoder, build_projection_head
+    from simclr.optim import LARS, WarmupCosine
+
+    sync_bn = strategy.num_replicas_in_sync > 1
+    policy = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+    keras.utils.set_random_seed(config.seed)  # same initial weights on every run and worker
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy[precision])
+    try:
+        with strategy.scope():
+            encoder = build_encoder(config.encoder, config.width_multiplier, sync_batchnorm=sync_bn)
+            head = build_projection_head(
+                int(encoder.outputs[0].shape[-1]), output_dim=config.projection_dim,
+                num_layers=config.projection_layers, sync_batchnorm=sync_bn,
+            )
+            schedule = WarmupCosine(plan.base_learning_rate, max(1, plan.total_steps),
+                                    plan.warmup_steps)
+            optimizer = LARS(schedule, momentum=config.momentum, weight_decay=config.weight_decay)
+            if precision == "float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            # Built now (not at the first step) so a restore finds every slot variable.
+            optimizer.build(encoder.trainable_variables + head.trainable_variables)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    identity = {
+        "seed": tf.Variable(config.seed, dtype=tf.int64, trainable=False),
+        "batch_size": tf.Variable(config.batch_size, dtype=tf.int64, trainable=False),
+        "num_examples": tf.Variable(plan.num_examples, dtype=tf.int64, trainable=False),
+    }
+    # The last step's figures, so a run restarted after it finished can still report them.
+    last = tf.Variable([math.nan, math.nan], dtype=tf.float32, trainable=False)
+    checkpoint = tf.train.Checkpoint(
+        encoder=encoder, head=head, optimizer=optimizer, step=step, last_loss_accuracy=last,
+        **identity,
+    )
+    return TrainState(encoder, head, optimizer, schedule, step, last, checkpoint)
+
+
+def augmentation_seed(seed: int, step, replica_id):
+    """int32 seed of (seed, global step, replica id), stateless, so a resume reproduces it."""
+    import tensorflow as tf
+
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64) * 1024
+                    + tf.cast(replica_id, tf.int64)])
+    return tf.random.stateless_uniform([], key, minval=0, maxval=2**31 - 1, dtype=tf.int32,
+                                       alg="philox")
+
+
+def make_train_step(strategy, state: TrainState, config: PretrainConfig, policy, jit: bool):
+    """Returns train_step(iterator, step, stop) -> [mean loss, mean accuracy, stop votes].
+
+    Per replica: both views are augmented on the device, encoded in one batch, projected,
+    scored with NT-Xent over the global batch, and the loss scaled by 1/replicas (Keras
+    sums the replicas' gradients). With one replica and `jit` the whole step is one XLA
+    program; with several only the augmentation is (the rest has cross-replica collectives).
+    """
+    import tensorflow as tf
+
+    from simclr.augment import augment_pair
+    from simclr.losses import nt_xent_loss_and_accuracy
+
+    replicas = strategy.num_replicas_in_sync
+    loss_scaled = hasattr(state.optimizer, "scale_loss") and "LossScale" in type(state.optimizer).__name__
+    variables = state.encoder.trainable_variables + state.head.trainable_variables
+    augment = tf.function(lambda x, s: augment_pair(x, policy, s), jit_compile=jit)
+
+    def replica_step(images, step, stop):
+        ctx = tf.distribute.get_replica_context()
+        view_a, view_b = augment(images, augmentation_seed(config.seed, step, ctx.replica_id_in_sync_group))
+        with tf.GradientTape() as tape:
+            z = state.head(state.encoder(tf.concat([view_a, view_b], 0), training=True), training=True)
+            z_a, z_b = tf.split(z, 2, axis=0)
+            loss, accuracy = nt_xent_loss_and_accuracy(z_a, z_b, config.temperature)
+            scaled = loss / replicas
+            if loss_scaled:
+                scaled = state.optimizer.scale_loss(scaled)
+        grads = tape.gradient(scaled, variables)
+        state.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return tf.stack([loss / replicas, accuracy / replicas, stop])
+
+    if jit and replicas == 1:
+        replica_step = tf.function(replica_step, jit_compile=True)
+
+    @tf.function
+    def train_step(iterator, step, stop):
+        per_replica = strategy.run(replica_step, args=(next(iterator), step, stop))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return train_step
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+@dataclasses.dataclass
+class _Progress:
+    loss: float = float("nan")
+    accuracy: float = float("nan")
+    knn_top1: float | None = None
+    steps_this_session: int = 0
+
+
+class Trainer:
+    """Holds the run's objects; `fit()` is the training loop."""
+
+    def __init__(self, config: PretrainConfig, plan: Plan, manifest: dict, policy) -> None:
+        import tensorflow as tf
+
+        from simclr import distribute
+        from simclr.checkpoint import Checkpointer
+        from simclr.monitor import KnnMonitor, SummaryLogger, Throughput, log
+
+        self.config, self.plan, self.policy = config, plan, policy
+        distribute.configure_cpu_devices(config.num_cpu_devices)
+        self.strategy_name = distribute.resolve_strategy_name(config.strategy)
+        self.strategy = distribute.make_strategy(self.strategy_name)
+        replicas = self.strategy.num_replicas_in_sync
+        if config.batch_size % replicas:
+            raise UserError(f"--batch_size {config.batch_size} is not divisible by the {replicas} replicas")
+        self.chief = distribute.is_chief(self.strategy)
+        self.precision, self.jit = _numerics(config, distribute.device_kind())
+        self.local_data = data.local_data_dir(config.data_dir, config.cache_dir or None)
+        self.state = build_state(self.strategy, config, plan, self.precision)
+        self.checkpointer = Checkpointer(self.state.checkpoint, plan.checkpoint_dir,
+                                         keep=config.keep_checkpoints, chief=self.chief,
+                                         cache_dir=config.cache_dir or None)
+        self.summaries = SummaryLogger(plan.tensorboard_dir, sync_seconds=config.tensorboard_sync_seconds,
+                                       enabled=self.chief)
+        self.knn = (KnnMonitor(self.local_data, manifest, config.monitor_queries)
+                    if config.monitor_every_epochs else None)
+        self.throughput = Throughput(config.batch_size)
+        self.progress = _Progress()
+        self.stop = _StopFlag()
+        self.log = log if self.chief else (lambda message: None)
+        self._tf = tf
+        self.log(
+            f"strategy {self.strategy_name} ({type(self.strategy).__name__}, {replicas} replicas), precision "
+            f"{self.precision}, jit {self.jit}, {plan.num_examples} images, "
+            f"{plan.steps_per_epoch} steps/epoch, {plan.total_steps} steps"
+        )
+
+    # -- checkpoints
+
+    def restore(self) -> int:
+        path = self.checkpointer.restore_latest()
+        if path is None:
+            return 0
+        s, c = self.state.checkpoint, self.config
+        saved = (int(s.seed.numpy()), int(s.batch_size.numpy()), int(s.num_examples.numpy()))
+        wanted = (c.seed, c.batch_size, self.plan.num_examples)
+        if saved != wanted:
+            raise UserError(
+                f"--checkpoint_dir {self.plan.checkpoint_dir} holds a run with (seed, batch_size, "
+                f"examples) = {saved}, not {wanted}: use the same flags or a new --checkpoint_dir"
+            )
+        step = int(self.state.step.numpy())
+        self.progress.loss, self.progress.accuracy = (float(v) for v in self.state.last.numpy())
+        self.log(f"resumed from {path} at step {step}")
+        return step
+
+    def save(self, step: int) -> None:
+        self.state.step.assign(step)
+        self.state.last.assign([self.progress.loss, self.progress.accuracy])
+        self.checkpointer.save(step)
+        self.summaries.sync()
+
+    # -- monitors
+
+    def write_views(self, step: int) -> None:
+        from simclr.augment import augment_pair
+        from simclr.monitor import view_grid
+
+        if self.knn is None or not self.chief:
+            return
+        images = self.knn.bank_x[:8]
+        seed = augmentation_seed(self.config.seed, step, 0)
+        view_a, view_b = augment_pair(self._tf.constant(images), self.policy, seed)
+        self.summaries.images(step, "augmented_views", view_grid(images, view_a, view_b),
+                              "rows: original | view a | view b")
+
+    def run_monitor(self, step: int, epoch: int) -> None:
+        if self.knn is None:
+            return
+        started = time.perf_counter()
+        top1 = self.knn(self.state.encoder)
+        self.progress.knn_top1 = top1
+        self.summaries.scalars(step, {"monitor/knn_top1": top1})
+        self.write_views(step)
+        self.summaries.sync()
+        self.log(f"epoch {epoch} step {step}: kNN top-1 {top1:.4f} ({self.knn.description}, "
+                 f"{time.perf_counter() - started:.1f}s)")
+
+    def _log_progress(self, step: int) -> None:
+        from simclr.monitor import format_eta
+
+        plan, p = self.plan, self.progress
+        lr = float(self.state.schedule(step - 1))  # the rate this step was taken with
+        scalars = {"train/loss": p.loss, "train/contrastive_accuracy": p.accuracy,
+                   "train/learning_rate": lr}
+        line = (f"epoch {(step - 1) // plan.steps_per_epoch + 1}/{self.config.epochs} "
+                f"step {step}/{plan.total_steps} loss {p.loss:.4f} acc {p.accuracy:.3f} lr {lr:.4g}")
+        measured = self.throughput.take()  # None at the first step (compilation)
+        if measured is not None:
+            rate, step_time = measured
+            scalars.update({"perf/images_per_second": rate, "perf/step_time_seconds": step_time})
+            line += f" {rate:.1f} img/s eta {format_eta((plan.total_steps - step) * step_time)}"
+        self.summaries.scalars(step, scalars)
+        self.log(line)
+
+    def fit(self) -> None:
+        tf, plan, config = self._tf, self.plan, self.config
+        start = self.restore()
+        if start >= plan.total_steps:
+            self.log(f"checkpoint is at step {start}: nothing left to train")
+            self.final_step = start
+            self.run_monitor(start, start // plan.steps_per_epoch)
+            return
+        iterator = make_input(self.strategy, self.local_data, plan, config, start)
+        train_step = make_train_step(self.strategy, self.state, config, self.policy, self.jit)
+        if start == 0:
+            self.run_monitor(0, 0)  # the random-init baseline, and the first view pairs
+        self.stop.install()
+        step = start
+        try:
+            while step < plan.total_steps:
+                values = train_step(iterator, tf.constant(step, tf.int64),
+                                    tf.constant(float(self.stop.set)))
+                loss, accuracy, stop_votes = (float(v) for v in values.numpy())
+                if not math.isfinite(loss):
+                    raise UserError(f"non-finite loss {loss} at step {step + 1}; the last good "
+                                    f"checkpoint in {plan.checkpoint_dir} is kept (lower --learning_rate?)")
+                step += 1
+                self.progress.loss, self.progress.accuracy = loss, accuracy
+                self.progress.steps_this_session += 1
+                self.throughput.step_done()
+                self._after_step(step, stop_votes > 0)
+        finally:
+            self.stop.uninstall()
+        self.final_step = step
+
+    def _after_step(self, step: int, stop: bool) -> None:
+        plan, config = self.plan, self.config
+        if step % config.log_every_steps == 0 or step == plan.total_steps or step == 1:
+            self._log_progress(step)
+        if stop:
+            self.save(step)
+            self.log(f"SIGTERM: checkpoint saved at step {step}; exiting with code {PREEMPTED_EXIT_CODE}")
+            raise Preempted(step)
+        epoch_done = step % plan.steps_per_epoch == 0
+        epoch = step // plan.steps_per_epoch
+        if step % config.checkpoint_every_steps == 0 or step == plan.total_steps:
+            self.save(step)
+        if epoch_done and config.monitor_every_epochs and (
+            epoch % config.monitor_every_epochs == 0 or step == plan.total_steps
+        ):
+            self.run_monitor(step, epoch)
+
+    # -- outputs
+
+    def write_outputs(self, wall_seconds: float) -> dict[str, Any]:
+        from simclr.model import save_encoder
+
+        config, plan, p = self.config, self.plan, self.progress
+        metrics: dict[str, Any] = {
+            "final_loss": p.loss,
+            "final_contrastive_accuracy": p.accuracy,
+            "steps": self.final_step,
+            "steps_this_run": p.steps_this_session,
+            "epochs": self.final_step / plan.steps_per_epoch,
+            "images_per_second": self.throughput.overall(),
+            "wall_seconds": wall_seconds,
+            "num_examples": plan.num_examples,
+            "global_batch_size": config.batch_size,
+            "replicas": self.strategy.num_replicas_in_sync,
+            "strategy": self.strategy_name,
+            "precision": self.precision,
+            "jit_compile": self.jit,
+        }
+        if p.knn_top1 is not None:
+            metrics["knn_top1"] = p.knn_top1
+        if not self.chief:
+            return metrics
+        resolved = {**config.to_dict(), **dataclasses.asdict(plan), "precision": self.precision,
+                    "jit_compile": self.jit, "strategy_resolved": self.strategy_name}
+        save_encoder(self.state.encoder, storage.join(config.output_dir, "encoder"),
+                     config={"pretrain": resolved})
+        storage.write_json(storage.join(config.output_dir, "config.json"), resolved)
+        self.summaries.close()
+        storage.write_json(storage.join(config.output_dir, "metrics.json"), metrics)  # last
+        return metrics
+
+    def close(self) -> None:
+        self.summaries.close()
+        self.checkpointer.close()
+
+
+def run(config: PretrainConfig) -> dict[str, Any]:
+    """Pretrains; returns (and writes) the metrics. Raises UserError on bad input, and
+    `Preempted` (SystemExit with PREEMPTED_EXIT_CODE) after a SIGTERM checkpoint."""
+    started = time.perf_counter()
+    plan, manifest, policy = _prepare(config)
+    trainer = Trainer(config, plan, manifest, policy)
+    try:
+        trainer.fit()
+        metrics = trainer.write_outputs(time.perf_counter() - started)
+    finally:
+        trainer.close()
+    trainer.log(f"done: {metrics}")
+    return metrics

@@ -1,0 +1,169 @@
+"""Pretraining configuration and its up-front validation (no TensorFlow import here).
+
+Bad flags must fail with one line before any work, and before TensorFlow's import
+prints its own banner to stderr, so everything checkable without TF lives here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any
+
+from simclr import storage
+from simclr.errors import UserError
+
+ENCODERS = ("resnet18", "resnet34", "resnet50")
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+JIT_CHOICES = ("auto", "true", "false")
+LR_SCALINGS = ("linear", "sqrt", "none")
+# Exit code of a run stopped by SIGTERM after writing its checkpoint (128 + SIGTERM, as
+# a shell reports it): non-zero so KFP/Vertex retry the task, which then resumes.
+PREEMPTED_EXIT_CODE = 143
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """Every flag of `python -m simclr.tasks.pretrain` (same names); SimCLR CIFAR-10 defaults."""
+
+    data_dir: str = ""
+    output_dir: str = ""
+    policy: str = ""  # augment's policy.json; "" = AugmentPolicy() defaults
+    tensorboard_dir: str = ""  # "" = OUTPUT_DIR/tensorboard
+    checkpoint_dir: str = ""  # "" = OUTPUT_DIR/checkpoints
+    encoder: str = "resnet50"
+    width_multiplier: float = 1.0
+    epochs: int = 1000
+    batch_size: int = 1024  # global batch
+    learning_rate: float = 1.0  # before --lr_scaling
+    lr_scaling: str = "linear"  # linear: lr*B/256, sqrt: lr*sqrt(B), none
+    warmup_epochs: float = 10.0
+    weight_decay: float = 1e-6
+    momentum: float = 0.9
+    temperature: float = 0.5
+    projection_dim: int = 128
+    projection_layers: int = 2
+    strategy: str = "auto"
+    precision: str = "auto"  # auto: bfloat16 on TPU/GPU (float16 before Ampere), float32 on CPU
+    jit_compile: str = "auto"  # auto: on for GPU/TPU, off on CPU
+    max_train_examples: int = 0  # 0 = the whole train split
+    checkpoint_every_steps: int = 500
+    keep_checkpoints: int = 3
+    monitor_every_epochs: int = 10  # kNN monitor; 0 = off
+    monitor_queries: int = 1000  # test images used as kNN queries
+    log_every_steps: int = 50
+    tensorboard_sync_seconds: float = 15.0
+    cache_dir: str = ""  # local cache for gs:// data and checkpoints; "" = default
+    num_cpu_devices: int = 0  # >1 splits the CPU into logical devices (tests, debugging)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What the flags and the manifest resolve to (all derived numbers in one place)."""
+
+    num_examples: int
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    base_learning_rate: float  # after scaling
+    checkpoint_dir: str
+    tensorboard_dir: str
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+def _choice(config: PretrainConfig, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(config, name)
+    _check(value in choices, f"--{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def validate_flags(config: PretrainConfig) -> None:
+    """Checks every flag that needs no data; raises UserError naming the first bad one."""
+    c = config
+    _check(bool(c.data_dir), "--data_dir is required")
+    _check(bool(c.output_dir), "--output_dir is required")
+    _choice(c, "encoder", ENCODERS)
+    _choice(c, "strategy", STRATEGIES)
+    _choice(c, "precision", PRECISIONS)
+    _choice(c, "jit_compile", JIT_CHOICES)
+    _choice(c, "lr_scaling", LR_SCALINGS)
+    positive = {
+        "width_multiplier": c.width_multiplier, "epochs": c.epochs, "batch_size": c.batch_size,
+        "learning_rate": c.learning_rate, "temperature": c.temperature,
+        "projection_dim": c.projection_dim, "projection_layers": c.projection_layers,
+        "checkpoint_every_steps": c.checkpoint_every_steps,
+        "keep_checkpoints": c.keep_checkpoints, "log_every_steps": c.log_every_steps,
+        "monitor_queries": c.monitor_queries,
+        "tensorboard_sync_seconds": c.tensorboard_sync_seconds,
+    }  # fmt: skip
+    for name, value in positive.items():
+        _check(math.isfinite(value) and value > 0, f"--{name} must be > 0, got {value}")
+    non_negative = {
+        "warmup_epochs": c.warmup_epochs, "weight_decay": c.weight_decay,
+        "max_train_examples": c.max_train_examples,
+        "monitor_every_epochs": c.monitor_every_epochs, "num_cpu_devices": c.num_cpu_devices,
+        "seed": c.seed,
+    }  # fmt: skip
+    for name, value in non_negative.items():
+        _check(math.isfinite(value) and value >= 0, f"--{name} must be >= 0, got {value}")
+    _check(0 <= c.momentum < 1, f"--momentum must be in [0, 1), got {c.momentum}")
+    _check(c.seed < 2**31, f"--seed must be < 2**31, got {c.seed}")
+    if c.policy:
+        _check(storage.exists(c.policy), f"--policy file not found: {c.policy}")
+    if c.cache_dir:
+        _check(not storage.is_remote(c.cache_dir), f"--cache_dir must be a local path, got {c.cache_dir}")
+
+
+def make_plan(config: PretrainConfig, manifest: dict[str, Any]) -> Plan:
+    """Resolves sizes, steps and directories from the flags and the data's manifest."""
+    c = config
+    try:
+        available = int(manifest["splits"]["train"]["num_examples"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{c.data_dir}: manifest has no train split") from None
+    num_examples = min(available, c.max_train_examples) if c.max_train_examples else available
+    _check(
+        c.batch_size <= num_examples,
+        f"--batch_size {c.batch_size} is larger than the {num_examples} training examples "
+        "(lower --batch_size or raise --max_train_examples)",
+    )
+    steps_per_epoch = num_examples // c.batch_size  # drop the remainder: equal global batches
+    total_steps = steps_per_epoch * c.epochs
+    scaling = c.lr_scaling
+    lr = c.learning_rate
+    if scaling == "linear":
+        lr = lr * c.batch_size / 256.0
+    elif scaling == "sqrt":
+        lr = lr * math.sqrt(c.batch_size)
+    return Plan(
+        num_examples=num_examples,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        # Clamped: a short run with the default 10 warmup epochs warms up all the way.
+        warmup_steps=min(total_steps, int(round(c.warmup_epochs * steps_per_epoch))),
+        base_learning_rate=lr,
+        checkpoint_dir=c.checkpoint_dir or storage.join(c.output_dir, "checkpoints"),
+        tensorboard_dir=c.tensorboard_dir or storage.join(c.output_dir, "tensorboard"),
+    )
+
+
+def workers_in_tf_config() -> int:
+    """Number of tasks (chief + workers) that TF_CONFIG names; 1 without TF_CONFIG."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 1
+    try:
+        cluster = json.loads(raw).get("cluster", {})
+    except (json.JSONDecodeError, AttributeError):
+        raise UserError("TF_CONFIG is not valid JSON") from None
+    return sum(len(cluster.get(kind, [])) for kind in ("chief", "worker")) or 1
