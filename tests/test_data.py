@@ -167,6 +167,19 @@ def test_real_cifar_subset(real_prepared_data: str, real_cifar_archive) -> None:
     assert np.corrcoef(x[:200, :, :-1].ravel(), x[:200, :, 1:].ravel())[0, 1] > 0.8
 
 
+def test_sampled_subset_spans_a_class_grouped_split(real_prepared_data: str) -> None:
+    # The JPEG source stores the test split grouped by class: its first 100 images are
+    # all one class, so a part of the split measured on must be a random sample.
+    _, first = data.load_arrays(real_prepared_data, "test", max_examples=100)
+    assert len(set(first.tolist())) == 1
+    x, y = data.load_arrays(real_prepared_data, "test", max_examples=100, sample_seed=0)
+    again_x, _ = data.load_arrays(real_prepared_data, "test", max_examples=100, sample_seed=0)
+    assert len(y) == 100 and len(set(y.tolist())) == 10
+    np.testing.assert_array_equal(x, again_x)
+    all_x, _ = data.load_arrays(real_prepared_data, "test")
+    assert {img.tobytes() for img in x} <= {img.tobytes() for img in all_x}
+
+
 def test_restricted_unpickler_reads_numpy1_pickles_and_refuses_code() -> None:
     import pickle
 

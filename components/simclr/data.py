@@ -383,9 +383,21 @@ def _read_record_file_tf(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_arrays(
-    data_dir: str, split: str, max_examples: int | None = None
+    data_dir: str, split: str, max_examples: int | None = None, *, sample_seed: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A whole split as numpy: (uint8 [N,32,32,3], int64 [N]); first `max_examples` in file order."""
+    """A whole split as numpy: (uint8 [N,32,32,3], int64 [N]).
+
+    `max_examples` keeps the first N in file order, or, with `sample_seed`, a seeded
+    random N (in file order). Use the seed for anything measured on a part of a split:
+    a split may be stored grouped by class (the test split of the JPEG source is).
+    """
+    if sample_seed is not None:
+        x, y = load_arrays(data_dir, split)
+        if max_examples is not None and max_examples < len(y):
+            rng = np.random.default_rng([int(sample_seed), sum(split.encode())])
+            keep = np.sort(rng.choice(len(y), int(max_examples), replace=False))
+            x, y = x[keep], y[keep]
+        return x, y
     images, labels, total = [], [], 0
     for path in record_files(local_data_dir(data_dir), split):
         x, y = read_record_file(path)

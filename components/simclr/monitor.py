@@ -136,8 +136,9 @@ def knn_top1(bank: np.ndarray, bank_labels: np.ndarray, queries: np.ndarray,
 
 
 class KnnMonitor:
-    """kNN top-1 of the current encoder: the largest labelled subset as the bank, the
-    first `num_queries` test images as queries (cheap enough to run during training)."""
+    """kNN top-1 of the current encoder: the largest labelled subset as the bank, a fixed
+    random sample of `num_queries` test images as queries (cheap enough to run during
+    training; random because a split may be stored grouped by class)."""
 
     def __init__(self, data_dir: str, manifest: dict, num_queries: int, batch_size: int = 500):
         subsets = manifest.get("label_subsets", {})
@@ -148,7 +149,9 @@ class KnnMonitor:
             bank_split = "train"
         query_split = "test" if "test" in manifest["splits"] else "train"
         self.bank_x, self.bank_y = data.load_arrays(data_dir, bank_split, max_examples=10000)
-        self.query_x, self.query_y = data.load_arrays(data_dir, query_split, max_examples=num_queries)
+        self.query_x, self.query_y = data.load_arrays(
+            data_dir, query_split, max_examples=num_queries, sample_seed=0
+        )
         self.description = f"bank: {bank_split} ({len(self.bank_y)}), queries: {query_split} ({len(self.query_y)})"
         self.batch_size = batch_size
         self._embed = None

@@ -229,11 +229,9 @@ def _subset_keys(config: EvaluateConfig, manifest: dict[str, Any]) -> list[str]:
 def _load_split(config: EvaluateConfig, split: str, limit: int | None, num_classes: int):
     """A split, or a seeded random subset of `limit` examples (not the first ones: a
     split may be stored grouped by class, e.g. the test split of the JPEG source)."""
-    images, labels = data.load_arrays(config.data_dir, split)
-    if limit and int(limit) < len(labels):
-        rng = np.random.default_rng([int(config.seed), sum(split.encode())])
-        keep = np.sort(rng.choice(len(labels), int(limit), replace=False))
-        images, labels = images[keep], labels[keep]
+    images, labels = data.load_arrays(
+        config.data_dir, split, int(limit) if limit else None, sample_seed=int(config.seed)
+    )
     if len(labels) == 0:
         raise UserError(f"{config.data_dir}: split {split!r} is empty")
     bad = (labels < 0) | (labels >= num_classes)
