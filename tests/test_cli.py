@@ -43,8 +43,11 @@ def test_presets_are_valid_parameters(name):
 
 def test_demo_preset_is_cpu_sized():
     demo = presets.preset("demo")
-    assert demo["encoder"] == "resnet18" and demo["width_multiplier"] == 0.25
-    assert demo["max_train_examples"] == 4000 and demo["eval_max_train_examples"] == 5000
+    assert demo["encoder"] == "resnet18" and demo["width_multiplier"] <= 0.25
+    # A few minutes on a laptop CPU: at most ~50k images seen in pretraining.
+    assert 0 < demo["max_train_examples"] * demo["epochs"] <= 50_000
+    assert 0 < demo["eval_max_train_examples"] <= 10_000
+    assert demo["precision"] == "float32"
     assert set(demo["eval_protocols"].split(",")) >= {"knn", "linear"}
     assert demo["baseline"] == "random_init" and demo["num_gpus"] == 0
     assert "source" not in demo  # the whole archive given by --source, official URL by default

@@ -1,15 +1,94 @@
-"""Shared absl entry point: one-line errors and non-zero exits for bad input."""
+"""Shared absl plumbing: dataclass <-> flags, one-line errors and non-zero exits for bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
-from collections.abc import Callable
-from typing import Any
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from absl import app, flags
 
 from simclr.errors import UserError
+
+# Flags defined through define_dataclass_flags belong to its caller (e.g. simclr.tasks.augment,
+# or the script path under `python -m`), as if the caller had called DEFINE_* itself.
+flags.disclaim_key_flags()
+
+_T = TypeVar("_T")
+_DEFINERS: dict[type, Callable[..., Any]] = {
+    bool: flags.DEFINE_boolean,
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    str: flags.DEFINE_string,
+}
+
+
+def define_dataclass_flags(
+    config_cls: type,
+    help: Mapping[str, str],
+    *,
+    enums: Mapping[str, Sequence[str]] | None = None,
+    flag_values: flags.FlagValues = flags.FLAGS,
+) -> None:
+    """Defines one absl flag per field of the dataclass `config_cls`: same name and default.
+
+    The flag's type follows the field's annotation (bool, int, float or str; `X | None`
+    counts as X), or it is an enum of `enums[name]`; its help text is `help[name]`. A field
+    without a default is required: its flag defaults to None and `dataclass_from_flags`
+    rejects it when unset. Names already in `flag_values` (another task in this process
+    defined them) are skipped.
+    """
+    enums = enums or {}
+    hints = typing.get_type_hints(config_cls)
+    for field in dataclasses.fields(config_cls):
+        name = field.name
+        if name in flag_values:
+            continue
+        default = None if _required(field) else _default(field)
+        if name in enums:
+            flags.DEFINE_enum(name, default, list(enums[name]), help[name], flag_values=flag_values)
+            continue
+        kind = _flag_type(hints[name])
+        if kind not in _DEFINERS:
+            raise TypeError(f"{config_cls.__name__}.{name}: no absl flag type for {hints[name]}")
+        _DEFINERS[kind](name, default, help[name], flag_values=flag_values)
+
+
+def dataclass_from_flags(config_cls: type[_T], flag_values: flags.FlagValues) -> _T:
+    """The `config_cls` holding the values of the flags `define_dataclass_flags` defined.
+
+    Raises UserError("--NAME is required") for the first field without a default whose
+    flag is unset or empty.
+    """
+    fields = dataclasses.fields(config_cls)
+    for field in fields:
+        # getattr (unlike .value) refuses to read flags that were never parsed.
+        if _required(field) and not getattr(flag_values, field.name):
+            raise UserError(f"--{field.name} is required")
+    return config_cls(**{field.name: flag_values[field.name].value for field in fields})
+
+
+def _required(field: dataclasses.Field) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def _flag_type(annotation: Any) -> Any:
+    """`X | None` / `Optional[X]` -> X; anything else unchanged."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
 
 
 def run_task(

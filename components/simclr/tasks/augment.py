@@ -25,7 +25,7 @@ import numpy as np
 from absl import flags
 
 from simclr.errors import UserError
-from simclr.tasks._app import run_task
+from simclr.tasks._app import dataclass_from_flags, define_dataclass_flags, run_task
 
 POLICY_FILE = "policy.json"
 PREVIEW_FILE = "preview.png"
@@ -90,32 +90,16 @@ _HELP = {
     "benchmark_seconds": "Seconds each speed measurement runs after warm-up.",
     "seed": "Seed of the preview's views.",
 }
-_FLAG_TYPES: dict[str, type] = {
-    "data_dir": str, "output_dir": str, "policy": str,
-    **{name: float for name in _POLICY_HELP},
-    "color_jitter_random_order": bool, "blur": bool,
-    "num_preview_images": int, "views_per_image": int, "benchmark_batch_size": int,
-    "benchmark_seconds": float, "seed": int,
-}
 _REQUIRED = ("data_dir", "output_dir")
 
 
 def define_flags() -> None:
     """Defines the flags (skipping names another task in this process already defined)."""
-    defaults = AugmentConfig(data_dir="", output_dir="")
-    definers = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer,
-                float: flags.DEFINE_float, str: flags.DEFINE_string}
-    for name, kind in _FLAG_TYPES.items():
-        if name not in flags.FLAGS:
-            default = None if name in _REQUIRED else getattr(defaults, name)
-            definers[kind](name, default, _HELP[name])
+    define_dataclass_flags(AugmentConfig, _HELP)
 
 
 def config_from_flags(values: flags.FlagValues) -> AugmentConfig:
-    for name in _REQUIRED:
-        if not getattr(values, name):
-            raise UserError(f"--{name} is required")
-    return AugmentConfig(**{name: getattr(values, name) for name in _FLAG_TYPES})
+    return dataclass_from_flags(AugmentConfig, values)
 
 
 def build_policy(config: AugmentConfig):

@@ -49,7 +49,7 @@ from simclr import data, storage
 from simclr import evaluate as ev
 from simclr import report as rp
 from simclr.errors import UserError
-from simclr.tasks._app import run_task
+from simclr.tasks._app import dataclass_from_flags, define_dataclass_flags, run_task
 
 _log = logging.getLogger(__name__)
 
@@ -121,32 +121,14 @@ _HELP = {
 
 def define_flags() -> None:
     """Defines the flags (skipping names another task in this process already defined)."""
-    defaults = EvaluateConfig(data_dir="", model_dir="", output_dir="")
-    definers = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer,
-                float: flags.DEFINE_float, str: flags.DEFINE_string}
-    for name, kind in _FLAG_TYPES.items():
-        if name not in flags.FLAGS:
-            default = None if name in _REQUIRED else getattr(defaults, name)
-            definers[kind](name, default, _HELP[name])
+    define_dataclass_flags(EvaluateConfig, _HELP)
 
 
 _REQUIRED = ("data_dir", "model_dir", "output_dir")
-_FLAG_TYPES: dict[str, type] = {
-    "data_dir": str, "model_dir": str, "output_dir": str, "protocols": str, "baseline": str,
-    "baseline_protocols": str, "label_fractions": str, "max_train_examples": int,
-    "max_test_examples": int, "tensorboard_dir": str, "batch_size": int, "knn_k": int,
-    "knn_temperature": float, "linear_c_grid": str, "linear_augment_copies": int,
-    "finetune_epochs": int, "finetune_batch_size": int, "finetune_learning_rate": float,
-    "finetune_encoder_learning_rate": float, "finetune_augment": bool, "embedding": str,
-    "embedding_max_points": int, "seed": int,
-}
 
 
 def config_from_flags(values: flags.FlagValues) -> EvaluateConfig:
-    for name in _REQUIRED:
-        if not getattr(values, name):
-            raise UserError(f"--{name} is required")
-    return EvaluateConfig(**{name: getattr(values, name) for name in _FLAG_TYPES})
+    return dataclass_from_flags(EvaluateConfig, values)
 
 
 # --------------------------------------------------------------------------- validation

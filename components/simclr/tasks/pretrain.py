@@ -8,12 +8,11 @@ it resumes from the newest one. On SIGTERM it checkpoints and exits with code 14
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from absl import flags
 
-from simclr.tasks._app import run_task
+from simclr.tasks._app import dataclass_from_flags, define_dataclass_flags, run_task
 from simclr.train_config import (
     JIT_CHOICES,
     LR_SCALINGS,
@@ -24,7 +23,6 @@ from simclr.train_config import (
 
 __all__ = ["PretrainConfig", "config_from_flags", "define_flags", "main", "run"]
 
-_D = PretrainConfig()
 _HELP = {
     "data_dir": "prepare_data output (local or gs://)",
     "output_dir": "where encoder/, config.json and metrics.json go (local or gs://)",
@@ -63,24 +61,11 @@ _ENUMS = {"strategy": STRATEGIES, "precision": PRECISIONS, "jit_compile": JIT_CH
 
 def define_flags() -> None:
     """Defines one absl flag per PretrainConfig field (same name, same default)."""
-    for field in dataclasses.fields(PretrainConfig):
-        name, default, text = field.name, getattr(_D, field.name), _HELP[field.name]
-        if name in flags.FLAGS:
-            continue
-        if name in _ENUMS:
-            flags.DEFINE_enum(name, default, list(_ENUMS[name]), text)
-        elif isinstance(default, bool):
-            flags.DEFINE_bool(name, default, text)
-        elif isinstance(default, int):
-            flags.DEFINE_integer(name, default, text)
-        elif isinstance(default, float):
-            flags.DEFINE_float(name, default, text)
-        else:
-            flags.DEFINE_string(name, default, text)
+    define_dataclass_flags(PretrainConfig, _HELP, enums=_ENUMS)
 
 
 def config_from_flags(flag_values: flags.FlagValues) -> PretrainConfig:
-    return PretrainConfig(**{f.name: flag_values[f.name].value for f in dataclasses.fields(PretrainConfig)})
+    return dataclass_from_flags(PretrainConfig, flag_values)
 
 
 def run(config: PretrainConfig) -> dict[str, Any]:
