@@ -260,3 +260,17 @@ def test_run_local_failure_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: pipeline failed:") and "prepare-data" in err
     assert "\x1b[" not in err
+
+
+def test_bad_input_in_a_component_ends_its_log_with_the_reason(tmp_path):
+    # The task's own one-line reason reaches the user, not a traceback.
+    proc = subprocess.run(
+        [sys.executable, "-m", "simclr_pipeline.cli", "run-local", "--preset=test",
+         f"--root={tmp_path}", f"--source={tmp_path}/missing.tgz"],
+        capture_output=True, text=True, timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2
+    reason = [line for line in output.splitlines() if line.strip().startswith("error: ")]
+    assert any("missing.tgz" in line for line in reason[:-1]), output[-2000:]
+    assert "Traceback" not in output

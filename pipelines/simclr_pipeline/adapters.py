@@ -171,7 +171,14 @@ def _run_task(module_name: str, config_name: str, params: dict, options: Mapping
     config_cls = getattr(module, config_name)
     config = config_cls(**config_kwargs(config_cls, params, options))
     print(f"simclr {module_name}: {config}", flush=True)
-    return module.run(config) or {}
+    from simclr.errors import UserError
+
+    try:
+        return module.run(config) or {}
+    except UserError as err:
+        # Bad input: one line at the end of the task's log, as the task CLI prints it,
+        # instead of a traceback; the task fails with exit code 1.
+        raise SystemExit(f"error: {err}") from None
 
 
 def _read_json(path: str) -> dict:
