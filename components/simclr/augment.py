@@ -20,8 +20,10 @@ Batched version (`augment_pair` / `augment_batch`): vectorised over the batch, s
 randomness, compiles under XLA. Each image's randomness depends only on the seed and its
 position in the batch (`augment_batch(x[:k], p, s)` equals `augment_batch(x, p, s)[:k]` up to
 float rounding).
-- Crop + flip + resize is two batched matmuls with per-image bilinear interpolation
-  matrices (the flip is folded into the horizontal matrix, the 1/255 into the vertical).
+- Crop + flip + resize is separable bilinear resampling: per image, gather the two source
+  rows of each output row and blend, then the same for columns (the flip is folded into
+  the column positions, the 1/255 into the row weights).
+- The colour ops run on the three channel planes [B,H,W] (vectorises well on CPU).
 - Every colour-jitter op is a per-image 3x3 matrix (contrast adds a per-image offset,
   computed from the current image since the ops are clipped in between). Random order is
   4 slots; each slot picks its op's matrix with a one-hot contraction over 4 tiny
@@ -291,19 +293,20 @@ def _crop_boxes(draws: tf.Tensor, policy: AugmentPolicy):
     return y0, x0, h, w
 
 
-def _interpolation_matrix(
+def _sample_points(
     start: tf.Tensor, size: tf.Tensor, n_out: int, n_in: int, flip: tf.Tensor | None = None
-) -> tf.Tensor:
-    """[B, n_out, n_in] bilinear weights resampling [start, start+size) onto n_out pixels."""
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Bilinear taps resampling [start, start+size) onto n_out pixels: the two source
+    indices [B, n_out] (int32) and the weight of the second [B, n_out]."""
     centres = (tf.range(n_out, dtype=tf.float32) + 0.5) / n_out  # [n_out] in (0, 1)
     centres = tf.broadcast_to(centres, [tf.shape(start)[0], n_out])
     if flip is not None:
         centres = tf.where(flip[:, None], 1.0 - centres, centres)
     source = (start[:, None] + size[:, None] * centres) * n_in - 0.5  # pixel coordinates
     source = tf.clip_by_value(source, 0.0, n_in - 1.0)  # edge clamp
-    # Triangle kernel = bilinear interpolation: weight 1-|d| for the two nearest pixels.
-    distance = tf.abs(source[:, :, None] - tf.range(n_in, dtype=tf.float32))
-    return tf.maximum(1.0 - distance, 0.0)
+    low = tf.floor(source)
+    index = tf.cast(low, tf.int32)
+    return index, tf.minimum(index + 1, n_in - 1), source - low
 
 
 def _crop_flip_resize(images: tf.Tensor, draws: tf.Tensor, policy: AugmentPolicy) -> tf.Tensor:
@@ -311,10 +314,16 @@ def _crop_flip_resize(images: tf.Tensor, draws: tf.Tensor, policy: AugmentPolicy
     height, width = images.shape[1], images.shape[2]
     y0, x0, h, w = _crop_boxes(draws, policy)
     flip = draws[:, _FLIP_COL] < policy.flip_prob
-    rows = _interpolation_matrix(y0, h, height, height) * (1.0 / 255.0)
-    cols = _interpolation_matrix(x0, w, width, width, flip)
-    x = tf.cast(images, tf.float32)
-    return tf.einsum("bhy,byxc,bwx->bhwc", rows, x, cols)
+    # Bilinear weights are two taps per output pixel: gathers of the two source rows
+    # (then columns) and a blend; ~3x faster on CPU than dense interpolation matmuls.
+    top, bottom, fy = _sample_points(y0, h, height, height)
+    fy = fy[:, :, None, None] * (1.0 / 255.0)
+    x = (tf.cast(tf.gather(images, top, axis=1, batch_dims=1), tf.float32) * ((1.0 / 255.0) - fy)
+         + tf.cast(tf.gather(images, bottom, axis=1, batch_dims=1), tf.float32) * fy)
+    left, right, fx = _sample_points(x0, w, width, width, flip)
+    fx = fx[:, None, :, None]
+    return (tf.gather(x, left, axis=2, batch_dims=1) * (1.0 - fx)
+            + tf.gather(x, right, axis=2, batch_dims=1) * fx)
 
 
 # --------------------------------------------------------------------- colour jitter
@@ -367,32 +376,34 @@ def _hue_matrices(delta: tf.Tensor) -> tf.Tensor:
     return tf.einsum("ij,bjk,kl->bil", to_rgb, rotation, to_yiq)
 
 
-def _color_jitter(x: tf.Tensor, draws: tf.Tensor, policy: AugmentPolicy) -> tf.Tensor:
+def _color_jitter(channels: list, draws: tf.Tensor, policy: AugmentPolicy) -> list:
+    """Colour jitter on the image as three channel planes [B,H,W]."""
     matrices, contrast, order = _jitter_params(draws, policy)
-    luma = tf.constant(LUMA, tf.float32)
     for slot in range(4):
-        op = tf.one_hot(order[:, slot], 4, dtype=tf.float32)  # [B,4]
-        matrix = tf.einsum("bk,bkij->bij", op, matrices)
+        matrix = tf.gather(matrices, order[:, slot], batch_dims=1)[:, :, :, None, None]
         # Contrast blends with the mean grey level of the image as it is now.
-        mean_grey = tf.reduce_sum(tf.reduce_mean(x, axis=[1, 2]) * luma, axis=1)
-        offset = op[:, 1] * (1.0 - contrast) * mean_grey
-        x = _apply_matrix(x, matrix) + offset[:, None, None, None]
-        x = tf.clip_by_value(x, 0.0, 1.0)
-    return x
+        mean_grey = tf.reduce_mean(_grey(channels), axis=[1, 2])
+        is_contrast = tf.cast(tf.equal(order[:, slot], 1), tf.float32)
+        offset = (is_contrast * (1.0 - contrast) * mean_grey)[:, None, None]
+        channels = [tf.clip_by_value(_apply_row(channels, matrix[:, d]) + offset, 0.0, 1.0) for d in range(3)]
+    return channels
 
 
-def _apply_matrix(x: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
-    """Per-image 3x3 colour matrix: out[..., d] = sum_c matrix[b, d, c] * x[..., c]."""
-    # Written as three broadcast multiply-adds, which XLA fuses with the clip into one
-    # elementwise loop (an einsum becomes a batched dot with K=3: ~2x slower on CPU).
-    m = matrix[:, None, None]  # [B,1,1,3,3]
-    return x[..., 0:1] * m[..., 0] + x[..., 1:2] * m[..., 1] + x[..., 2:3] * m[..., 2]
+def _apply_row(channels: list, row: tf.Tensor) -> tf.Tensor:
+    """One output channel of a per-image 3x3 colour matrix: sum_c row[b, c] * x_c."""
+    # Planar multiply-adds, which XLA fuses with the clip into one vectorised loop per
+    # channel (interleaved [B,H,W,3] with 3-wide slices, or an einsum, is ~2x slower).
+    return channels[0] * row[:, 0] + channels[1] * row[:, 1] + channels[2] * row[:, 2]
 
 
-def _grayscale(x: tf.Tensor, draws: tf.Tensor, policy: AugmentPolicy) -> tf.Tensor:
-    gray_images = draws[:, _GRAY_COL] < policy.grayscale_prob
-    grey = LUMA[0] * x[..., 0:1] + LUMA[1] * x[..., 1:2] + LUMA[2] * x[..., 2:3]
-    return tf.where(gray_images[:, None, None, None], tf.broadcast_to(grey, tf.shape(x)), x)
+def _grey(channels: list) -> tf.Tensor:
+    return LUMA[0] * channels[0] + LUMA[1] * channels[1] + LUMA[2] * channels[2]
+
+
+def _grayscale(channels: list, draws: tf.Tensor, policy: AugmentPolicy) -> list:
+    gray_images = (draws[:, _GRAY_COL] < policy.grayscale_prob)[:, None, None]
+    grey = _grey(channels)
+    return [tf.where(gray_images, grey, c) for c in channels]
 
 
 # ------------------------------------------------------------------------------ blur
@@ -453,15 +464,36 @@ def _check_images(images: tf.Tensor) -> None:
 
 
 def _augment_batch(images: tf.Tensor, policy: AugmentPolicy, key: tf.Tensor) -> tf.Tensor:
-    draws = _draws(key, tf.shape(images)[0])
-    x = _crop_flip_resize(images, draws, policy)
-    if policy.color_jitter_prob > 0 and policy.color_jitter_strength > 0:
-        x = _color_jitter(x, draws, policy)
-    if policy.grayscale_prob > 0:
-        x = _grayscale(x, draws, policy)
+    return _augment(images, _draws(key, tf.shape(images)[0]), policy)
+
+
+def _augment(images: tf.Tensor, draws: tf.Tensor, policy: AugmentPolicy) -> tf.Tensor:
+    """The views of `images` for a table of draws [B, _NUM_DRAWS]."""
+    x = _materialize(_crop_flip_resize(images, draws, policy), draws)
+    jitter = policy.color_jitter_prob > 0 and policy.color_jitter_strength > 0
+    if jitter or policy.grayscale_prob > 0:
+        # The colour ops run on channel planes (see _apply_row).
+        channels = [x[..., c] for c in range(3)]
+        if jitter:
+            channels = _color_jitter(channels, draws, policy)
+        if policy.grayscale_prob > 0:
+            channels = _grayscale(channels, draws, policy)
+        x = tf.stack(channels, axis=-1)
     if policy.blur and policy.blur_prob > 0:
         x = _blur(x, draws, policy)
     return tf.clip_by_value(x, 0.0, 1.0)
+
+
+def _materialize(x: tf.Tensor, draws: tf.Tensor) -> tf.Tensor:
+    """`x`, computed once: a fusion barrier for XLA.
+
+    Without it XLA fuses the crop's gathers into every consumer: each colour plane of
+    each jitter slot reads all three planes of the slot before, so the gathers ran
+    dozens of times (the whole view ~35x slower on CPU). A conditional is never fused
+    into, so its operand is computed into a buffer once. The predicate depends on
+    the data (draws are in [0, 1)) so that XLA cannot fold it away; it is always true.
+    """
+    return tf.cond(tf.reduce_min(draws) >= 0.0, lambda: x, lambda: tf.zeros_like(x))
 
 
 def augment_pair(
@@ -471,6 +503,7 @@ def augment_pair(
     images = tf.convert_to_tensor(images)
     _check_images(images)
     key = _seed_key(seed)
+    # Two batches of B rather than one of 2B: measured ~15% faster on CPU (cache).
     return _augment_batch(images, policy, _fold(key, 1)), _augment_batch(images, policy, _fold(key, 2))
 
 
