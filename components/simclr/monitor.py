@@ -13,9 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from simclr import data, storage
-
-KNN_K = 200
-KNN_TEMPERATURE = 0.1
+from simclr.evaluate import knn_scores
 
 
 def log(message: str) -> None:
@@ -120,21 +118,6 @@ class SummaryLogger:
             shutil.rmtree(self._temp, ignore_errors=True)
 
 
-def knn_top1(bank: np.ndarray, bank_labels: np.ndarray, queries: np.ndarray,
-             query_labels: np.ndarray, *, k: int = KNN_K,
-             temperature: float = KNN_TEMPERATURE, num_classes: int = 10) -> float:
-    """Weighted kNN accuracy (cosine similarity, votes exp(s / temperature)), as in InstDisc."""
-    bank = tf.math.l2_normalize(tf.constant(bank, tf.float32), axis=1)
-    queries = tf.math.l2_normalize(tf.constant(queries, tf.float32), axis=1)
-    k = min(k, int(bank.shape[0]))
-    sims = tf.matmul(queries, bank, transpose_b=True)
-    top_sims, top_idx = tf.math.top_k(sims, k=k)
-    votes = tf.one_hot(tf.gather(tf.constant(bank_labels), top_idx), num_classes)
-    scores = tf.reduce_sum(votes * tf.exp(top_sims / temperature)[..., None], axis=1)
-    predicted = tf.argmax(scores, axis=1).numpy()
-    return float(np.mean(predicted == query_labels))
-
-
 class KnnMonitor:
     """kNN top-1 of the current encoder: the largest labelled subset as the bank, a fixed
     random sample of `num_queries` test images as queries (cheap enough to run during
@@ -153,6 +136,7 @@ class KnnMonitor:
             data_dir, query_split, max_examples=num_queries, sample_seed=0
         )
         self.description = f"bank: {bank_split} ({len(self.bank_y)}), queries: {query_split} ({len(self.query_y)})"
+        self.num_classes = len(manifest["class_names"])
         self.batch_size = batch_size
         self._embed = None
 
@@ -176,7 +160,9 @@ class KnnMonitor:
             self._embed = embed
         bank = self._features(self.bank_x)
         queries = self._features(self.query_x)
-        return knn_top1(bank, self.bank_y, queries, self.query_y)
+        # The evaluate task's protocol (k=200, cosine, exp(s/0.1) votes), so the figures compare.
+        scores = knn_scores(bank, self.bank_y, queries, self.num_classes)
+        return float(np.mean(scores.argmax(axis=1) == self.query_y))
 
 
 def view_grid(images: np.ndarray, view_a: tf.Tensor, view_b: tf.Tensor) -> tf.Tensor:
