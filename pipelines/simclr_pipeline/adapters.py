@@ -15,12 +15,13 @@ import base64
 import dataclasses
 import html
 import importlib
-import json
 import os
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any
+
+from simclr import storage
 
 
 class AdapterError(ValueError):
@@ -181,17 +182,6 @@ def _run_task(module_name: str, config_name: str, params: dict, options: Mapping
         raise SystemExit(f"error: {err}") from None
 
 
-def _read_json(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
-
-
-def _write_text(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
-
-
 # ---------------------------------------------------------------------------------------
 # One adapter per task
 # ---------------------------------------------------------------------------------------
@@ -224,7 +214,7 @@ def augment(dataset, policy, preview, augment_metrics, *, options: Mapping, **pa
         options,
     )
     policy.metadata["file"] = "policy.json"
-    _write_text(
+    storage.write_text(
         preview.path,
         images_html(
             "Augmentation preview (images and their two augmented views)",
@@ -264,7 +254,7 @@ def pretrain(
         else os.path.join(model.path, "checkpoints")
     )
     shown_logdir = display_uri(logdir, model)
-    _write_text(
+    storage.write_text(
         tensorboard.path,
         tensorboard_markdown(shown_logdir, display_uri(checkpoint_dir, model), live),
     )
@@ -332,8 +322,8 @@ def evaluate(
     report_file = os.path.join(evaluation.path, "report.md")
     if os.path.exists(report_file):
         with open(report_file) as f:
-            _write_text(report.path, inline_images(f.read(), evaluation.path))
-    _write_text(
+            storage.write_text(report.path, inline_images(f.read(), evaluation.path))
+    storage.write_text(
         plots.path,
         images_html(
             "Evaluation",
@@ -349,6 +339,6 @@ def evaluate(
 def _log_confusion_matrix(artifact: Any, path: str) -> None:
     if not os.path.exists(path):
         return
-    data = _read_json(path)
+    data = storage.read_json(path)
     matrix = [[int(round(v)) for v in row] for row in data["matrix"]]
     artifact.log_confusion_matrix(list(data["class_names"]), matrix)
