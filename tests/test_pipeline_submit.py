@@ -1,12 +1,13 @@
 """Submission: the requests handed to kfp.Client and aiplatform.PipelineJob, and the
 one-line errors when a host, project or credentials are missing. No cluster needed."""
 
-import socket
 from pathlib import Path
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from simclr_pipeline import cli, params, submit
+
+from tests.fixtures_gcs import free_port
 
 NO_CLOUD_ENV = ("KFP_HOST", "KFP_NAMESPACE", "KFP_TOKEN", "VERTEX_PROJECT", "VERTEX_REGION")
 
@@ -28,12 +29,6 @@ def clean_env(monkeypatch, tmp_path):
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
     monkeypatch.setenv("HOME", str(tmp_path))
     return monkeypatch
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def one_line_error(capsys) -> str:
@@ -128,7 +123,7 @@ def test_kubeflow_request(package):
 
 
 def test_kubeflow_unreachable_host_is_one_line(package, clean_env, capsys):
-    clean_env.setenv("KFP_HOST", f"http://127.0.0.1:{closed_port()}")
+    clean_env.setenv("KFP_HOST", f"http://127.0.0.1:{free_port()}")
     code = cli.main(["submit", f"--package={package}", "--param=epochs=1"])
     assert code == 2
     assert "Kubeflow Pipelines at http://127.0.0.1" in one_line_error(capsys)
