@@ -29,12 +29,13 @@ $(STAMP): pyproject.toml constraints.txt
 ## test         run the whole test suite (starts its own GCS emulator and TensorBoard)
 test: $(STAMP)
 	$(VENV)/bin/ruff check components pipelines tests
+	$(VENV)/bin/ruff format --check components pipelines tests
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 ## lint         ruff
 lint: $(STAMP)
 	$(VENV)/bin/ruff check components pipelines tests
-	$(VENV)/bin/ruff format --check components pipelines tests || true
+	$(VENV)/bin/ruff format --check components pipelines tests
 
 ## demo         run the whole pipeline locally with kfp.local (CIFAR10_SOURCE=path-or-URI)
 demo: $(STAMP)

@@ -112,8 +112,13 @@ def mirrored() -> dict:
         "per_replica_loss": [float(t) for t in local(per_replica_loss)],
         # What each replica would get with only its own negatives: must differ.
         "local_only_loss": [
-            float(nt_xent_loss(_dense()(X_A[i * n : (i + 1) * n]),
-                               _dense()(X_B[i * n : (i + 1) * n]), TEMPERATURE))
+            float(
+                nt_xent_loss(
+                    _dense()(X_A[i * n : (i + 1) * n]),
+                    _dense()(X_B[i * n : (i + 1) * n]),
+                    TEMPERATURE,
+                )
+            )
             for i in range(REPLICAS)
         ],
     }

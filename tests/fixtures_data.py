@@ -131,7 +131,11 @@ def make_synthetic_archive(
                     data += b"\x07" * extra_bytes
                 _add(tar, f"{top}/{name}.bin", data)
             else:
-                content = {b"batch_label": name.encode(), b"labels": [int(v) for v in y], b"data": _planar(x)}
+                content = {
+                    b"batch_label": name.encode(),
+                    b"labels": [int(v) for v in y],
+                    b"data": _planar(x),
+                }
                 if name == "data_batch_1" and pickle_payload is not None:
                     content[b"data"] = _RunsShell(pickle_payload)
                 data = pickle.dumps(content, protocol=2 if name == "test_batch" else 3)
@@ -140,7 +144,10 @@ def make_synthetic_archive(
             if missing_member != "batches.meta.txt":
                 _add(tar, f"{top}/batches.meta.txt", ("\n".join(names) + "\n\n").encode())
         elif missing_member != "batches.meta":
-            meta = {b"num_cases_per_batch": num_train // 5, b"label_names": [n.encode() for n in names]}
+            meta = {
+                b"num_cases_per_batch": num_train // 5,
+                b"label_names": [n.encode() for n in names],
+            }
             _add(tar, f"{top}/batches.meta", pickle.dumps(meta, protocol=3))
         if unsafe_member is not None:
             _add(tar, unsafe_member, b"not part of CIFAR-10\n")
@@ -194,7 +201,9 @@ def real_prepared_data(real_cifar_archive: Path, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="session")
 def tiny_synthetic_archive(tmp_path_factory: pytest.TempPathFactory) -> SyntheticArchive:
     """The synthetic archive behind tiny_prepared_data (200 train / 100 test)."""
-    return make_synthetic_archive(tmp_path_factory.mktemp("tiny_archive"), num_train=200, num_test=100)
+    return make_synthetic_archive(
+        tmp_path_factory.mktemp("tiny_archive"), num_train=200, num_test=100
+    )
 
 
 @pytest.fixture(scope="session")

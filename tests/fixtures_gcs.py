@@ -52,8 +52,15 @@ def gcs_emulator() -> Iterator[str]:
     port = free_port()
     host = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gcp_storage_emulator", "start",
-         "--host=127.0.0.1", f"--port={port}", "--in-memory"],
+        [
+            sys.executable,
+            "-m",
+            "gcp_storage_emulator",
+            "start",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--in-memory",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -40,13 +40,18 @@ PRETRAINED_SETTINGS = {
 }
 
 
-def pretrain_cli(args: list[str], *, env: dict | None = None, timeout: float = 300,
-                 **popen) -> subprocess.CompletedProcess:
+def pretrain_cli(
+    args: list[str], *, env: dict | None = None, timeout: float = 300, **popen
+) -> subprocess.CompletedProcess:
     """Runs the pretrain task in a fresh interpreter; returns the completed process."""
     return subprocess.run(
         [sys.executable, "-m", "simclr.tasks.pretrain", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO,
-        env={**os.environ, **(env or {})}, **popen,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        **popen,
     )
 
 

@@ -15,8 +15,15 @@ from simclr.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IDENTITY = AugmentPolicy(
-    crop_area_min=1.0, crop_area_max=1.0, crop_aspect_min=1.0, crop_aspect_max=1.0,
-    flip_prob=0.0, color_jitter_prob=0.0, grayscale_prob=0.0, blur=True, blur_prob=0.0,
+    crop_area_min=1.0,
+    crop_area_max=1.0,
+    crop_aspect_min=1.0,
+    crop_aspect_max=1.0,
+    flip_prob=0.0,
+    color_jitter_prob=0.0,
+    grayscale_prob=0.0,
+    blur=True,
+    blur_prob=0.0,
 )
 
 
@@ -29,8 +36,11 @@ def _images(count: int, seed: int = 0) -> np.ndarray:
 def _per_image(images: np.ndarray, policy: AugmentPolicy, seed: int = 0) -> np.ndarray:
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices(images).enumerate().map(
-        lambda i, x: aug.augment_image(x, policy, tf.stack([tf.constant(seed, tf.int64), i])))
+    ds = (
+        tf.data.Dataset.from_tensor_slices(images)
+        .enumerate()
+        .map(lambda i, x: aug.augment_image(x, policy, tf.stack([tf.constant(seed, tf.int64), i])))
+    )
     return np.stack([v.numpy() for v in ds.batch(len(images))])[0]
 
 
@@ -43,7 +53,11 @@ def test_policy_defaults_are_simclr_cifar10():
     assert (p.crop_aspect_min, p.crop_aspect_max) == pytest.approx((3 / 4, 4 / 3))
     assert (p.flip_prob, p.color_jitter_prob, p.grayscale_prob) == (0.5, 0.8, 0.2)
     assert (p.brightness, p.contrast, p.saturation, p.hue) == pytest.approx((0.4, 0.4, 0.4, 0.1))
-    assert p.blur is False and p.blur_prob == 0.5 and (p.blur_sigma_min, p.blur_sigma_max) == (0.1, 2.0)
+    assert (
+        p.blur is False
+        and p.blur_prob == 0.5
+        and (p.blur_sigma_min, p.blur_sigma_max) == (0.1, 2.0)
+    )
 
 
 def test_policy_json_round_trip(tmp_path):
@@ -56,12 +70,23 @@ def test_policy_json_round_trip(tmp_path):
     assert json.loads(open(path).read())["flip_prob"] == 0.25
 
 
-@pytest.mark.parametrize("field, value", [
-    ("flip_prob", 1.5), ("color_jitter_prob", -0.1), ("grayscale_prob", float("nan")),
-    ("blur_prob", 2), ("crop_area_min", 0.0), ("crop_area_max", 1.2),
-    ("crop_aspect_min", -1.0), ("color_jitter_strength", -0.5), ("blur_sigma_min", 0.0),
-    ("blur", "yes"), ("flip_prob", "0.5"), ("blur_kernel_fraction", 0.0),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("flip_prob", 1.5),
+        ("color_jitter_prob", -0.1),
+        ("grayscale_prob", float("nan")),
+        ("blur_prob", 2),
+        ("crop_area_min", 0.0),
+        ("crop_area_max", 1.2),
+        ("crop_aspect_min", -1.0),
+        ("color_jitter_strength", -0.5),
+        ("blur_sigma_min", 0.0),
+        ("blur", "yes"),
+        ("flip_prob", "0.5"),
+        ("blur_kernel_fraction", 0.0),
+    ],
+)
 def test_policy_validation_names_the_field(field, value):
     with pytest.raises(UserError, match=field):
         AugmentPolicy.from_dict({field: value})
@@ -129,7 +154,12 @@ def test_crop_boxes_respect_area_and_aspect_bounds():
     area, aspect = h * w, w / h
     assert area.min() >= 0.08 - 1e-6 and area.max() <= 1.0 + 1e-6
     assert aspect.min() >= 0.75 - 1e-5 and aspect.max() <= 4 / 3 + 1e-5
-    assert y0.min() >= 0 and x0.min() >= 0 and (y0 + h).max() <= 1 + 1e-6 and (x0 + w).max() <= 1 + 1e-6
+    assert (
+        y0.min() >= 0
+        and x0.min() >= 0
+        and (y0 + h).max() <= 1 + 1e-6
+        and (x0 + w).max() <= 1 + 1e-6
+    )
     assert 0.45 < area.mean() < 0.56  # ~uniform in [0.08, 1], large areas rejected a little more
     narrow = AugmentPolicy(crop_area_min=0.3, crop_area_max=0.4)
     _, _, h, w = (t.numpy() for t in aug.sample_crop_boxes(6, 1000, narrow))
@@ -151,7 +181,8 @@ def test_grayscale_and_jitter_rates():
     images = _images(1000, seed=2)
     views = aug.augment_batch(images, AugmentPolicy(), 1).numpy()
     grey = (np.abs(views[..., 0] - views[..., 1]).max(axis=(1, 2)) < 1e-6) & (
-        np.abs(views[..., 1] - views[..., 2]).max(axis=(1, 2)) < 1e-6)
+        np.abs(views[..., 1] - views[..., 2]).max(axis=(1, 2)) < 1e-6
+    )
     assert 0.16 < grey.mean() < 0.24
     # Colour jitter alone (p=0.8): about 20% of the views are left as they were.
     jitter_only = dataclass_replace(IDENTITY, color_jitter_prob=0.8)
@@ -211,17 +242,29 @@ def dataclass_replace(policy: AugmentPolicy, **changes) -> AugmentPolicy:
 
 def _run_task(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "components")}
-    return subprocess.run([sys.executable, "-m", "simclr.tasks.augment", *args],
-                          capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "simclr.tasks.augment", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_task_writes_policy_preview_and_metrics(tiny_prepared_data, tmp_path):
     from PIL import Image
 
     out = tmp_path / "augment"
-    result = _run_task(f"--data_dir={tiny_prepared_data}", f"--output_dir={out}",
-                       "--num_preview_images=4", "--views_per_image=5", "--flip_prob=0.3",
-                       "--blur", "--benchmark_batch_size=32", "--benchmark_seconds=0.2")
+    result = _run_task(
+        f"--data_dir={tiny_prepared_data}",
+        f"--output_dir={out}",
+        "--num_preview_images=4",
+        "--views_per_image=5",
+        "--flip_prob=0.3",
+        "--blur",
+        "--benchmark_batch_size=32",
+        "--benchmark_seconds=0.2",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     policy = aug.load_policy(str(out / "policy.json"))
     assert policy == AugmentPolicy(flip_prob=0.3, blur=True)
@@ -229,12 +272,18 @@ def test_task_writes_policy_preview_and_metrics(tiny_prepared_data, tmp_path):
         # 4 rows and 1 + 5 columns of 96x96 tiles, 4 px gutters (8 more after the original).
         assert preview.size == (4 + 6 * (96 + 4) + 8, 4 + 4 * (96 + 4))
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("images_per_second", "per_image_map_images_per_second", "speedup",
-                "batch_size", "device"):
+    for key in (
+        "images_per_second",
+        "per_image_map_images_per_second",
+        "speedup",
+        "batch_size",
+        "device",
+    ):
         assert key in metrics
     assert metrics["images_per_second"] > 0 and metrics["batch_size"] == 32
     assert metrics["speedup"] == pytest.approx(
-        metrics["images_per_second"] / metrics["per_image_map_images_per_second"], rel=0.01)
+        metrics["images_per_second"] / metrics["per_image_map_images_per_second"], rel=0.01
+    )
 
 
 def test_task_rejects_a_bad_policy_value(tmp_path):

@@ -265,9 +265,18 @@ def test_run_local_failure_is_one_line(tmp_path, capsys):
 def test_bad_input_in_a_component_ends_its_log_with_the_reason(tmp_path):
     # The task's own one-line reason reaches the user, not a traceback.
     proc = subprocess.run(
-        [sys.executable, "-m", "simclr_pipeline.cli", "run-local", "--preset=test",
-         f"--root={tmp_path}", f"--source={tmp_path}/missing.tgz"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "simclr_pipeline.cli",
+            "run-local",
+            "--preset=test",
+            f"--root={tmp_path}",
+            f"--source={tmp_path}/missing.tgz",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2

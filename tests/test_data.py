@@ -20,7 +20,9 @@ def test_serialized_examples_are_tf_examples() -> None:
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     labels = np.array([0, 9, 4])
-    for row, image, label in zip(data.serialize_examples(images, labels), images, labels, strict=True):
+    for row, image, label in zip(
+        data.serialize_examples(images, labels), images, labels, strict=True
+    ):
         example = tf.train.Example.FromString(row.tobytes())
         feature = example.features.feature
         assert feature["image"].bytes_list.value[0] == image.tobytes()
@@ -52,10 +54,14 @@ def test_round_trip_every_image_and_label(layout: str, tmp_path) -> None:
         np.testing.assert_array_equal(ds_y.numpy(), labels)
     # Per-file counts in the manifest match the files.
     for shard in manifest["splits"]["train"]["shards"]:
-        assert len(data.read_record_file(os.path.join(out, shard["file"]))[1]) == shard["num_examples"]
+        assert (
+            len(data.read_record_file(os.path.join(out, shard["file"]))[1]) == shard["num_examples"]
+        )
 
 
-def test_label_subsets_are_balanced_images_of_train(tiny_prepared_data: str, tiny_synthetic_archive) -> None:
+def test_label_subsets_are_balanced_images_of_train(
+    tiny_prepared_data: str, tiny_synthetic_archive
+) -> None:
     manifest = data.load_manifest(tiny_prepared_data)
     assert set(manifest["label_subsets"]) == {"0.01", "0.1"}
     x, y = data.load_arrays(tiny_prepared_data, "label_0.1")
@@ -70,7 +76,9 @@ def test_label_subsets_are_balanced_images_of_train(tiny_prepared_data: str, tin
 
 def test_make_dataset_shuffle_is_deterministic_and_reshuffles(tiny_prepared_data: str) -> None:
     def epochs(seed: int) -> list[list[int]]:
-        ds = data.make_dataset(tiny_prepared_data, "train", shuffle=True, seed=seed, batch_size=200, repeat=True)
+        ds = data.make_dataset(
+            tiny_prepared_data, "train", shuffle=True, seed=seed, batch_size=200, repeat=True
+        )
         it = iter(ds)
         return [next(it)[1].numpy().tolist() for _ in range(2)]
 
@@ -88,7 +96,10 @@ def test_make_dataset_input_context_partitions(tiny_prepared_data: str) -> None:
         seen = []
         for pid in range(pipelines):
             ctx = tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=pid)
-            seen += [img.numpy().tobytes() for img, _ in data.make_dataset(tiny_prepared_data, "train", input_context=ctx)]
+            seen += [
+                img.numpy().tobytes()
+                for img, _ in data.make_dataset(tiny_prepared_data, "train", input_context=ctx)
+            ]
         assert len(seen) == len(all_labels) and set(seen) == keys
 
 
@@ -97,7 +108,11 @@ def test_max_examples_and_drop_remainder(tiny_prepared_data: str) -> None:
     x30, y30 = data.load_arrays(tiny_prepared_data, "train", max_examples=30)
     np.testing.assert_array_equal(x30, x[:30])
     np.testing.assert_array_equal(y30, y[:30])
-    batches = list(data.make_dataset(tiny_prepared_data, "train", max_examples=30, batch_size=8, drop_remainder=True))
+    batches = list(
+        data.make_dataset(
+            tiny_prepared_data, "train", max_examples=30, batch_size=8, drop_remainder=True
+        )
+    )
     assert [len(b[1]) for b in batches] == [8, 8, 8]
     np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), y[:24])
 
@@ -185,7 +200,9 @@ def test_restricted_unpickler_reads_numpy1_pickles_and_refuses_code() -> None:
 
     array = np.arange(12, dtype=np.uint8).reshape(3, 4)
     blob = pickle.dumps({b"data": array, b"labels": [1, 2, 3]}, protocol=2)
-    numpy1 = blob.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")  # as numpy 1 wrote it
+    numpy1 = blob.replace(
+        b"numpy._core.multiarray", b"numpy.core.multiarray"
+    )  # as numpy 1 wrote it
     assert numpy1 != blob
     loaded = cifar.safe_unpickle("a.tar.gz", "m", numpy1)
     np.testing.assert_array_equal(loaded[b"data"], array)

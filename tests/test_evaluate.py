@@ -16,8 +16,14 @@ from simclr import report
 from simclr.tasks import evaluate as task
 
 ROOT = Path(__file__).resolve().parents[1]
-METRIC_KEYS = {"knn_top1", "knn_top5", "linear_top1", "linear_top5",
-               "finetune_top1_0.01", "finetune_top1_0.1"}
+METRIC_KEYS = {
+    "knn_top1",
+    "knn_top5",
+    "linear_top1",
+    "linear_top5",
+    "finetune_top1_0.01",
+    "finetune_top1_0.1",
+}
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -32,8 +38,9 @@ def tiny_encoder_dir(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("tiny_model")
     keras.utils.set_random_seed(7)
     encoder = build_encoder("resnet18", 0.125)
-    save_encoder(encoder, str(root / "encoder"),
-                 config={"encoder": "resnet18", "width_multiplier": 0.125})
+    save_encoder(
+        encoder, str(root / "encoder"), config={"encoder": "resnet18", "width_multiplier": 0.125}
+    )
     (root / "metrics.json").write_text(json.dumps({"steps": 42, "final_loss": 1.0}))
     return str(root)
 
@@ -41,7 +48,8 @@ def tiny_encoder_dir(tmp_path_factory) -> str:
 def _tree_hash(directory: str) -> dict[str, str]:
     return {
         str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(Path(directory).rglob("*")) if p.is_file()
+        for p in sorted(Path(directory).rglob("*"))
+        if p.is_file()
     }
 
 
@@ -54,8 +62,12 @@ def _tiny_data(data_dir: str) -> ev.EvalData:
 
     manifest = data.load_manifest(data_dir)
     subsets = {k: data.load_arrays(data_dir, f"label_{k}") for k in ("0.01", "0.1")}
-    return ev.EvalData(manifest["class_names"], *data.load_arrays(data_dir, "train"),
-                       *data.load_arrays(data_dir, "test"), subsets)
+    return ev.EvalData(
+        manifest["class_names"],
+        *data.load_arrays(data_dir, "train"),
+        *data.load_arrays(data_dir, "test"),
+        subsets,
+    )
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -67,8 +79,11 @@ def test_knn_votes_are_exp_cosine_over_temperature():
     test = np.array([[1.0, 0.1]], np.float32)
     sims = ev.l2_normalize(test) @ ev.l2_normalize(train).T
     scores = ev.knn_scores(train, labels, test, 2, k=3, temperature=0.1)
-    np.testing.assert_allclose(scores[0], [np.exp(sims[0, 0] / 0.1) + np.exp(sims[0, 1] / 0.1),
-                                           np.exp(sims[0, 2] / 0.1)], rtol=1e-5)
+    np.testing.assert_allclose(
+        scores[0],
+        [np.exp(sims[0, 0] / 0.1) + np.exp(sims[0, 1] / 0.1), np.exp(sims[0, 2] / 0.1)],
+        rtol=1e-5,
+    )
     only_nearest = ev.knn_scores(train, labels, test, 2, k=2, temperature=0.1)
     assert only_nearest[0, 1] == 0 and only_nearest[0, 0] > 0
 
@@ -116,14 +131,16 @@ def test_crop_flip_is_a_seeded_per_image_crop_of_the_padded_image():
     assert not np.array_equal(out, ev.crop_flip(images, (3, 5)).numpy())
     padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)), mode="reflect")
     for i in range(len(images)):
-        crops = [padded[i, dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)]
+        crops = [padded[i, dy : dy + 32, dx : dx + 32] for dy in range(9) for dx in range(9)]
         assert any(np.array_equal(out[i], c) or np.array_equal(out[i], c[:, ::-1]) for c in crops)
 
 
 # --------------------------------------------------------------------------- protocols
 
 
-def test_frozen_protocols_change_no_weight_or_batchnorm_statistic(tiny_prepared_data, tiny_encoder_dir):
+def test_frozen_protocols_change_no_weight_or_batchnorm_statistic(
+    tiny_prepared_data, tiny_encoder_dir
+):
     from simclr.model import load_encoder
 
     model, _ = load_encoder(tiny_encoder_dir)
@@ -135,8 +152,9 @@ def test_frozen_protocols_change_no_weight_or_batchnorm_statistic(tiny_prepared_
     def no_copies():
         raise AssertionError("knn/linear must use the frozen model given")
 
-    result = ev.evaluate_encoder(no_copies, _tiny_data(tiny_prepared_data), ["knn", "linear"],
-                                 options, frozen_model=model)
+    result = ev.evaluate_encoder(
+        no_copies, _tiny_data(tiny_prepared_data), ["knn", "linear"], options, frozen_model=model
+    )
     after = _weights(model)
     assert before.keys() == after.keys()
     for name in before:
@@ -150,7 +168,9 @@ def test_frozen_protocols_change_no_weight_or_batchnorm_statistic(tiny_prepared_
     assert result.details["linear_c"] in (0.01, 1.0)
 
 
-def test_finetune_trains_fresh_copies_and_never_the_saved_encoder(tiny_prepared_data, tiny_encoder_dir):
+def test_finetune_trains_fresh_copies_and_never_the_saved_encoder(
+    tiny_prepared_data, tiny_encoder_dir
+):
     from simclr.model import load_encoder
 
     disk_before = _tree_hash(tiny_encoder_dir)
@@ -169,13 +189,16 @@ def test_finetune_trains_fresh_copies_and_never_the_saved_encoder(tiny_prepared_
         return copy
 
     options = ev.EvalOptions(finetune_epochs=1, finetune_batch_size=8)
-    result = ev.evaluate_encoder(factory, _tiny_data(tiny_prepared_data), ["finetune"], options,
-                                 label_fractions=["0.1"])
+    result = ev.evaluate_encoder(
+        factory, _tiny_data(tiny_prepared_data), ["finetune"], options, label_fractions=["0.1"]
+    )
     assert set(result.metrics) == {"finetune_top1_0.1"}
     assert 0.0 <= result.metrics["finetune_top1_0.1"] <= 1.0
     assert len(copies) == 1
     trained = _weights(copies[0])
-    assert any(not np.array_equal(source[a], trained[b]) for a, b in zip(source, trained, strict=True))
+    assert any(
+        not np.array_equal(source[a], trained[b]) for a, b in zip(source, trained, strict=True)
+    )
     for name, value in _weights(model).items():
         np.testing.assert_array_equal(value, source[name], err_msg=name)
     assert _tree_hash(tiny_encoder_dir) == disk_before
@@ -212,13 +235,23 @@ def test_run_writes_metrics_confusion_report_plots_and_tensorboard(
 
     out, tb = tmp_path / "eval", tmp_path / "tb"
     config = task.EvaluateConfig(
-        data_dir=tiny_prepared_data, model_dir=tiny_encoder_dir, output_dir=str(out),
-        tensorboard_dir=str(tb), finetune_epochs=1, embedding="tsne",
+        data_dir=tiny_prepared_data,
+        model_dir=tiny_encoder_dir,
+        output_dir=str(out),
+        tensorboard_dir=str(tb),
+        finetune_epochs=1,
+        embedding="tsne",
     )
     metrics = task.run(config)
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert sorted(os.listdir(out)) == sorted(
-        ["metrics.json", "confusion_matrix.json", "confusion_matrix.png", "embedding.png", "report.md"]
+        [
+            "metrics.json",
+            "confusion_matrix.json",
+            "confusion_matrix.png",
+            "embedding.png",
+            "report.md",
+        ]
     )
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []  # no staging left
 
@@ -228,7 +261,11 @@ def test_run_writes_metrics_confusion_report_plots_and_tensorboard(
     for key in METRIC_KEYS:
         assert 0.0 <= metrics[key] <= 1.0 and 0.0 <= metrics["baseline"].get(key, 0) <= 1.0
     assert metrics["num_train"] == 200 and metrics["num_test"] == 100
-    assert metrics["encoder"] == {"encoder": "resnet18", "width_multiplier": 0.125, "feature_dim": 64}
+    assert metrics["encoder"] == {
+        "encoder": "resnet18",
+        "width_multiplier": 0.125,
+        "feature_dim": 64,
+    }
     assert metrics["pretrain_steps"] == 42
 
     confusion = json.loads((out / "confusion_matrix.json").read_text())
@@ -258,8 +295,9 @@ def test_run_writes_metrics_confusion_report_plots_and_tensorboard(
     assert scalars["eval/finetune_top1_0.1"] == pytest.approx(metrics["finetune_top1_0.1"])
 
 
-def test_run_knn_only_with_limits_on_gcs(tiny_prepared_data, tiny_encoder_dir, gcs_bucket,
-                                        tmp_path, monkeypatch):
+def test_run_knn_only_with_limits_on_gcs(
+    tiny_prepared_data, tiny_encoder_dir, gcs_bucket, tmp_path, monkeypatch
+):
     from simclr import storage
 
     monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
@@ -269,9 +307,15 @@ def test_run_knn_only_with_limits_on_gcs(tiny_prepared_data, tiny_encoder_dir, g
     storage.upload_dir(os.path.join(tiny_encoder_dir, "encoder"), model_uri)
     out_uri = storage.join(gcs_bucket, "eval")
     config = task.EvaluateConfig(
-        data_dir=data_uri, model_dir=model_uri, output_dir=out_uri,
-        tensorboard_dir=storage.join(gcs_bucket, "tb"), protocols="knn", baseline="none",
-        max_train_examples=50, max_test_examples=30, embedding="pca",
+        data_dir=data_uri,
+        model_dir=model_uri,
+        output_dir=out_uri,
+        tensorboard_dir=storage.join(gcs_bucket, "tb"),
+        protocols="knn",
+        baseline="none",
+        max_train_examples=50,
+        max_test_examples=30,
+        embedding="pca",
     )
     metrics = task.run(config)
     assert storage.read_json(storage.join(out_uri, "metrics.json")) == metrics
@@ -280,8 +324,10 @@ def test_run_knn_only_with_limits_on_gcs(tiny_prepared_data, tiny_encoder_dir, g
     assert metrics["num_train"] == 50 and metrics["num_test"] == 30
     confusion = storage.read_json(storage.join(out_uri, "confusion_matrix.json"))
     assert confusion["protocol"] == "knn" and np.sum(confusion["matrix"]) == 30
-    assert any(f.startswith("eval/events.out.tfevents")
-               for f in storage.list_files(storage.join(gcs_bucket, "tb")))
+    assert any(
+        f.startswith("eval/events.out.tfevents")
+        for f in storage.list_files(storage.join(gcs_bucket, "tb"))
+    )
 
 
 # --------------------------------------------------------------------------- bad input
@@ -317,7 +363,9 @@ def test_max_examples_takes_a_seeded_random_subset_not_the_first(tiny_prepared_d
     assert data.load_arrays(str(sorted_dir), "test", 30)[1].max() < 4  # first 30: 3 classes
 
     def subset(seed):
-        config = task.EvaluateConfig(data_dir=str(sorted_dir), model_dir="", output_dir="", seed=seed)
+        config = task.EvaluateConfig(
+            data_dir=str(sorted_dir), model_dir="", output_dir="", seed=seed
+        )
         return task._load_split(config, "test", 30, 10)
 
     images, labels = subset(0)
@@ -329,8 +377,12 @@ def test_max_examples_takes_a_seeded_random_subset_not_the_first(tiny_prepared_d
 @pytest.mark.parametrize("case", ["no_encoder", "no_manifest", "bad_labels", "unknown_protocol"])
 def test_bad_input_is_one_line_error(case, tiny_prepared_data, tiny_encoder_dir, tmp_path):
     args = {"data_dir": tiny_prepared_data, "model_dir": tiny_encoder_dir, "protocols": "knn"}
-    expected = {"no_encoder": "no encoder", "no_manifest": "manifest",
-                "bad_labels": "labels outside [0, 10)", "unknown_protocol": "--protocols"}[case]
+    expected = {
+        "no_encoder": "no encoder",
+        "no_manifest": "manifest",
+        "bad_labels": "labels outside [0, 10)",
+        "unknown_protocol": "--protocols",
+    }[case]
     if case == "no_encoder":
         (tmp_path / "empty_model").mkdir()
         args["model_dir"] = str(tmp_path / "empty_model")
@@ -342,8 +394,14 @@ def test_bad_input_is_one_line_error(case, tiny_prepared_data, tiny_encoder_dir,
     else:
         args["protocols"] = "knn,svm"
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "simclr.tasks.evaluate", f"--output_dir={out}", "--baseline=none",
-           *(f"--{k}={v}" for k, v in args.items())]
+    cmd = [
+        sys.executable,
+        "-m",
+        "simclr.tasks.evaluate",
+        f"--output_dir={out}",
+        "--baseline=none",
+        *(f"--{k}={v}" for k, v in args.items()),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "components"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode != 0
@@ -354,10 +412,20 @@ def test_bad_input_is_one_line_error(case, tiny_prepared_data, tiny_encoder_dir,
 
 def test_cli_runs_and_writes_metrics(tiny_prepared_data, tiny_encoder_dir, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "simclr.tasks.evaluate", f"--data_dir={tiny_prepared_data}",
-           f"--model_dir={tiny_encoder_dir}/encoder", f"--output_dir={out}",
-           "--protocols=knn,linear", "--linear_c_grid=0.1", "--embedding=pca",
-           "--max_train_examples=0", "--max_test_examples=40", "--seed=3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "simclr.tasks.evaluate",
+        f"--data_dir={tiny_prepared_data}",
+        f"--model_dir={tiny_encoder_dir}/encoder",
+        f"--output_dir={out}",
+        "--protocols=knn,linear",
+        "--linear_c_grid=0.1",
+        "--embedding=pca",
+        "--max_train_examples=0",
+        "--max_test_examples=40",
+        "--seed=3",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "components"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

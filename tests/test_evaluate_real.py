@@ -19,11 +19,17 @@ LINEAR_MARGIN = 0.02
 
 def test_pretrained_encoder_beats_random_init(real_prepared_data, pretrained_run, tmp_path):
     out = tmp_path / "eval"
-    metrics = task.run(task.EvaluateConfig(
-        data_dir=real_prepared_data, model_dir=pretrained_run, output_dir=str(out),
-        protocols="knn,linear", baseline="random_init", max_train_examples=2000,
-        embedding="pca",
-    ))
+    metrics = task.run(
+        task.EvaluateConfig(
+            data_dir=real_prepared_data,
+            model_dir=pretrained_run,
+            output_dir=str(out),
+            protocols="knn,linear",
+            baseline="random_init",
+            max_train_examples=2000,
+            embedding="pca",
+        )
+    )
     baseline = metrics["baseline"]
     summary = json.dumps({"pretrained": metrics, "baseline": baseline}, default=str)
     assert metrics["num_train"] == 2000 and metrics["num_test"] == 1000

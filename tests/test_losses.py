@@ -46,7 +46,9 @@ def test_matches_numpy_reference(n, d, t):
 def test_default_temperature_is_half():
     rng = np.random.default_rng(1)
     z_a, z_b = rng.normal(size=(2, 5, 4)).astype(np.float32)
-    np.testing.assert_allclose(float(nt_xent_loss(z_a, z_b)), numpy_nt_xent(z_a, z_b, 0.5)[0], rtol=1e-5)
+    np.testing.assert_allclose(
+        float(nt_xent_loss(z_a, z_b)), numpy_nt_xent(z_a, z_b, 0.5)[0], rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("t", [0.5, 0.05])
@@ -93,7 +95,9 @@ def test_gradient_matches_finite_differences():
         plus, minus = z_a.copy(), z_a.copy()
         plus[idx] += eps
         minus[idx] -= eps
-        numeric[idx] = (numpy_nt_xent(plus, z_b, 0.3)[0] - numpy_nt_xent(minus, z_b, 0.3)[0]) / (2 * eps)
+        numeric[idx] = (numpy_nt_xent(plus, z_b, 0.3)[0] - numpy_nt_xent(minus, z_b, 0.3)[0]) / (
+            2 * eps
+        )
     np.testing.assert_allclose(grad, numeric, atol=1e-4)
 
 
@@ -113,11 +117,18 @@ def test_rejects_non_positive_temperature():
 
 def test_mirrored_strategy_matches_single_device():
     """2 logical CPUs, global batch 8: loss, accuracy, gradients and a LARS step agree."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "components"), str(REPO)]),
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "components"), str(REPO)]),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     proc = subprocess.run(
         [sys.executable, str(REPO / "tests" / "_mirrored_loss_check.py")],
-        capture_output=True, text=True, env=env, timeout=300, cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])

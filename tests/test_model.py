@@ -40,8 +40,11 @@ def _batchnorms(model: keras.Model) -> list[keras.layers.BatchNormalization]:
 
 @pytest.mark.parametrize(
     "name,width,dim,n_convs",
-    [("resnet18", 0.25, 128, 1 + 16 + 3), ("resnet34", 0.125, 64, 1 + 32 + 3),
-     ("resnet50", 0.125, 256, 1 + 48 + 4)],
+    [
+        ("resnet18", 0.25, 128, 1 + 16 + 3),
+        ("resnet34", 0.125, 64, 1 + 32 + 3),
+        ("resnet50", 0.125, 256, 1 + 48 + 4),
+    ],
 )
 def test_encoder_architecture(name, width, dim, n_convs):
     encoder = build_encoder(name, width)
@@ -128,8 +131,13 @@ def test_save_and_load_round_trip_in_fresh_process(tmp_path):
     save_encoder(encoder, str(out / "encoder"), config={"epochs": 3, "temperature": 0.5})
     assert sorted(os.listdir(out / "encoder")) == ["config.json", "encoder.keras"]  # no temp files
     config = json.loads((out / "encoder" / "config.json").read_text())
-    assert config == {"encoder": "resnet18", "width_multiplier": 0.125, "feature_dim": 64,
-                      "epochs": 3, "temperature": 0.5}
+    assert config == {
+        "encoder": "resnet18",
+        "width_multiplier": 0.125,
+        "feature_dim": 64,
+        "epochs": 3,
+        "temperature": 0.5,
+    }
 
     images = _images(4, seed=1)
     want = make_image_encoder(encoder)(images).numpy()
@@ -143,8 +151,9 @@ def test_save_and_load_round_trip_in_fresh_process(tmp_path):
                           "dtype": str(model.inputs[0].dtype)}}))
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO / "components"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     assert loaded["config"] == config and loaded["dtype"] == "uint8"
@@ -174,7 +183,8 @@ def test_save_and_load_on_gcs(gcs_bucket):
     model, config = load_encoder(uri)
     assert config["feature_dim"] == 64 and config["epochs"] == 1
     images = _images(2)
-    np.testing.assert_allclose(model(images).numpy(), make_image_encoder(encoder)(images).numpy(),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        model(images).numpy(), make_image_encoder(encoder)(images).numpy(), rtol=1e-5, atol=1e-6
+    )
     with pytest.raises(UserError, match="no encoder at"):
         load_encoder(f"{gcs_bucket}/missing")

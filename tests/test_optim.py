@@ -15,7 +15,11 @@ def _variables():
     """A Dense (kernel, bias) and a BatchNorm (gamma, beta) whose names lack
     "batch_normalization", with non-trivial values."""
     model = keras.Sequential(
-        [keras.Input((3,)), keras.layers.Dense(2, name="fc"), keras.layers.BatchNormalization(name="block1_bn")],
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(2, name="fc"),
+            keras.layers.BatchNormalization(name="block1_bn"),
+        ],
         name="net",
     )
     rng = np.random.default_rng(0)

@@ -40,11 +40,19 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 BAD_INPUTS = {
     "truncated": ({"truncate": 3000}, [], "truncated or corrupt"),
     "wrong_sha256": ({}, ["--sha256=" + "0" * 64], "--sha256 mismatch"),
-    "record_length": ({"extra_bytes": 100}, [], "data_batch_2.bin has .* not a whole number of 3073-byte"),
+    "record_length": (
+        {"extra_bytes": 100},
+        [],
+        "data_batch_2.bin has .* not a whole number of 3073-byte",
+    ),
     "label_range": ({"bad_label": 10}, [], "test_batch.bin has label 10 outside 0..9"),
     "dotdot_member": ({"unsafe_member": "cifar-10-batches-bin/../../evil.txt"}, [], "unsafe path"),
     "missing_member": ({"missing_member": "data_batch_3"}, [], "missing member.*data_batch_3.bin"),
-    "pickle_payload": ({"layout": "python"}, [], "data_batch_1: unsafe or malformed pickle.*refused .*system"),
+    "pickle_payload": (
+        {"layout": "python"},
+        [],
+        "data_batch_1: unsafe or malformed pickle.*refused .*system",
+    ),
 }
 
 
@@ -56,7 +64,12 @@ def test_bad_input_is_one_error_line_and_no_manifest(case: str, tmp_path: Path) 
         corruption = dict(corruption, pickle_payload=f"touch {marker}")
     archive = make_synthetic_archive(tmp_path / "src", num_train=50, num_test=20, **corruption)
     out = tmp_path / "out"
-    result = _cli(f"--source={archive.path}", f"--output_dir={out}", f"--cache_dir={tmp_path}/cache", *extra_flags)
+    result = _cli(
+        f"--source={archive.path}",
+        f"--output_dir={out}",
+        f"--cache_dir={tmp_path}/cache",
+        *extra_flags,
+    )
     assert result.returncode != 0
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -72,12 +85,22 @@ def test_bad_input_is_one_error_line_and_no_manifest(case: str, tmp_path: Path) 
 def test_cli_writes_manifest_and_is_byte_identical_on_rerun(tmp_path: Path) -> None:
     archive = make_synthetic_archive(tmp_path, num_train=120, num_test=40, seed=5)
     outs = [tmp_path / "a", tmp_path / "b"]
-    result = _cli(f"--source={archive.path}", f"--output_dir={outs[0]}", "--num_shards=3", "--label_fractions=0.1,0.5", "--seed=4")
+    result = _cli(
+        f"--source={archive.path}",
+        f"--output_dir={outs[0]}",
+        "--num_shards=3",
+        "--label_fractions=0.1,0.5",
+        "--seed=4",
+    )
     assert result.returncode == 0, result.stderr
     # The KFP adapter's way in: run() with plain values (fractions as a string, too).
     prepare_data.run(
         prepare_data.PrepareDataConfig(
-            source=str(archive.path), output_dir=str(outs[1]), num_shards=3, label_fractions="0.5,0.1", seed=4
+            source=str(archive.path),
+            output_dir=str(outs[1]),
+            num_shards=3,
+            label_fractions="0.5,0.1",
+            seed=4,
         )
     )
     files = sorted(os.listdir(outs[0]))
@@ -91,27 +114,45 @@ def test_cli_writes_manifest_and_is_byte_identical_on_rerun(tmp_path: Path) -> N
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
     manifest = data.load_manifest(str(outs[0]))
     sha = cifar.file_digests(str(archive.path))[0]
-    assert manifest["source"] == {"uri": str(archive.path), "sha256": sha, "verified": "none", "layout": "binary"}
+    assert manifest["source"] == {
+        "uri": str(archive.path),
+        "sha256": sha,
+        "verified": "none",
+        "layout": "binary",
+    }
     assert [s["num_examples"] for s in manifest["splits"]["train"]["shards"]] == [40, 40, 40]
     assert manifest["label_subsets"]["0.5"]["class_counts"] == [6] * 10
     # A different seed draws a different subset.
     other = prepare_data.run(
         prepare_data.PrepareDataConfig(
-            source=str(archive.path), output_dir=str(tmp_path / "c"), num_shards=3, label_fractions=(0.5,), seed=5
+            source=str(archive.path),
+            output_dir=str(tmp_path / "c"),
+            num_shards=3,
+            label_fractions=(0.5,),
+            seed=5,
         )
     )
-    assert other["label_subsets"]["0.5"]["indices_sha256"] != manifest["label_subsets"]["0.5"]["indices_sha256"]
+    assert (
+        other["label_subsets"]["0.5"]["indices_sha256"]
+        != manifest["label_subsets"]["0.5"]["indices_sha256"]
+    )
 
 
 def test_sha256_flag_checked_when_right(tmp_path: Path) -> None:
     archive = make_synthetic_archive(tmp_path, layout="python", num_train=50, num_test=20)
     sha = cifar.file_digests(str(archive.path))[0]
     manifest = prepare_data.run(
-        prepare_data.PrepareDataConfig(source=str(archive.path), output_dir=str(tmp_path / "o"), sha256=sha.upper())
+        prepare_data.PrepareDataConfig(
+            source=str(archive.path), output_dir=str(tmp_path / "o"), sha256=sha.upper()
+        )
     )
     assert manifest["source"]["verified"] == "sha256" and manifest["source"]["sha256"] == sha
     with pytest.raises(UserError, match="--sha256 must be 64 hex digits"):
-        prepare_data.run(prepare_data.PrepareDataConfig(source=str(archive.path), output_dir=str(tmp_path / "p"), sha256="abc"))
+        prepare_data.run(
+            prepare_data.PrepareDataConfig(
+                source=str(archive.path), output_dir=str(tmp_path / "p"), sha256="abc"
+            )
+        )
 
 
 def test_official_archive_name_from_official_url_needs_published_md5(tmp_path: Path) -> None:
@@ -146,15 +187,27 @@ def test_https_style_source_downloads_with_progress_and_caches(tmp_path: Path, c
         url = f"http://127.0.0.1:{server.server_address[1]}/{archive.path.name}"
         cache = tmp_path / "cache"
         with caplog.at_level(logging.INFO, logger="simclr.cifar"):
-            first = prepare_data.run(prepare_data.PrepareDataConfig(source=url, output_dir=str(tmp_path / "o1"), cache_dir=str(cache)))
+            first = prepare_data.run(
+                prepare_data.PrepareDataConfig(
+                    source=url, output_dir=str(tmp_path / "o1"), cache_dir=str(cache)
+                )
+            )
         assert any("downloaded" in r.getMessage() and "%" in r.getMessage() for r in caplog.records)
-        second = prepare_data.run(prepare_data.PrepareDataConfig(source=url, output_dir=str(tmp_path / "o2"), cache_dir=str(cache)))
+        second = prepare_data.run(
+            prepare_data.PrepareDataConfig(
+                source=url, output_dir=str(tmp_path / "o2"), cache_dir=str(cache)
+            )
+        )
         assert len(_CountingHandler.requests) == 1  # the second run used the cache
         assert first == second and first["source"]["uri"] == url
         x, y = data.load_arrays(str(tmp_path / "o1"), "train")
         np.testing.assert_array_equal(x, archive.train_images)
         with pytest.raises(UserError, match="HTTP 404"):
-            prepare_data.run(prepare_data.PrepareDataConfig(source=url + ".nope", output_dir=str(tmp_path / "o3"), cache_dir=str(cache)))
+            prepare_data.run(
+                prepare_data.PrepareDataConfig(
+                    source=url + ".nope", output_dir=str(tmp_path / "o3"), cache_dir=str(cache)
+                )
+            )
     finally:
         server.shutdown()
         server.server_close()
@@ -168,7 +221,9 @@ def test_gs_source_and_gs_output(gcs_bucket: str, tmp_path: Path, monkeypatch) -
     storage.upload_file(str(archive.path), source)
     out = f"{gcs_bucket}/prepared"
     manifest = prepare_data.run(
-        prepare_data.PrepareDataConfig(source=source, output_dir=out, num_shards=2, cache_dir=str(tmp_path / "cache"))
+        prepare_data.PrepareDataConfig(
+            source=source, output_dir=out, num_shards=2, cache_dir=str(tmp_path / "cache")
+        )
     )
     listed = storage.list_files(out)
     assert "manifest.json" in listed and set(manifest["splits"]["train"]["files"]) <= set(listed)
@@ -180,7 +235,11 @@ def test_gs_source_and_gs_output(gcs_bucket: str, tmp_path: Path, monkeypatch) -
     assert local.startswith(str(tmp_path / "simclr-cache"))
     assert sorted(os.listdir(local)) == listed
     with pytest.raises(UserError, match="not found"):
-        prepare_data.run(prepare_data.PrepareDataConfig(source=source + "x", output_dir=out + "2", cache_dir=str(tmp_path / "c2")))
+        prepare_data.run(
+            prepare_data.PrepareDataConfig(
+                source=source + "x", output_dir=out + "2", cache_dir=str(tmp_path / "c2")
+            )
+        )
     assert not storage.exists(f"{out}2/manifest.json")
 
 

@@ -25,8 +25,14 @@ def test_pretrained_run_learns_and_writes_outputs(pretrained_run: str, real_prep
     assert metrics["images_per_second"] > 0 and metrics["wall_seconds"] > 0
 
     scalars = read_scalars(str(run / "tensorboard"))
-    for tag in ("train/loss", "train/contrastive_accuracy", "train/learning_rate",
-                "perf/images_per_second", "perf/step_time_seconds", "monitor/knn_top1"):
+    for tag in (
+        "train/loss",
+        "train/contrastive_accuracy",
+        "train/learning_rate",
+        "perf/images_per_second",
+        "perf/step_time_seconds",
+        "monitor/knn_top1",
+    ):
         assert scalars.get(tag), f"no {tag} in {sorted(scalars)}"
     losses = [v for _, v in scalars["train/loss"]]
     # The loss falls: the last logged loss is well below the first (ln(2*256-1) ~ 6.24 at init).
@@ -69,9 +75,17 @@ def test_tensorboard_images_and_live_server(pretrained_run: str):
 
     port = free_port()
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "tensorboard"), "--logdir", str(logdir),
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(Path(sys.executable).parent / "tensorboard"),
+            "--logdir",
+            str(logdir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -99,11 +113,15 @@ def test_bench_rows_full_step_beside_encoder_ceiling():
 
     from simclr.bench import train as bench_train
 
-    args = argparse.Namespace(quick=True, encoders="resnet18", batch_size=8, steps=1,
-                              width_multiplier=0.125)
+    args = argparse.Namespace(
+        quick=True, encoders="resnet18", batch_size=8, steps=1, width_multiplier=0.125
+    )
     rows = {row["name"]: row for row in bench_train.benchmarks(args)}
-    assert set(rows) == {"pretrain_images_per_second", "encoder_fwd_bwd_images_per_second",
-                         "pretrain_efficiency"}
+    assert set(rows) == {
+        "pretrain_images_per_second",
+        "encoder_fwd_bwd_images_per_second",
+        "pretrain_efficiency",
+    }
     full, ceiling = rows["pretrain_images_per_second"], rows["encoder_fwd_bwd_images_per_second"]
     assert full["unit"] == ceiling["unit"] == "images/s" and full["value"] > 0
     assert full["encoder"] == "resnet18" and full["batch_size"] == 8

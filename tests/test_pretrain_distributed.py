@@ -33,10 +33,19 @@ def _args(data_dir, tmp_path, name: str) -> list[str]:
 
         policy.write_text(AugmentPolicy(**DETERMINISTIC_POLICY).to_json())
     return [
-        f"--data_dir={data_dir}", f"--output_dir={tmp_path / name}", f"--policy={policy}",
-        "--encoder=resnet18", "--width_multiplier=0.125", "--batch_size=32",
-        f"--max_train_examples={32 * STEPS}", "--epochs=1", "--learning_rate=1.0",
-        "--warmup_epochs=0", "--monitor_every_epochs=0", "--log_every_steps=1", "--seed=5",
+        f"--data_dir={data_dir}",
+        f"--output_dir={tmp_path / name}",
+        f"--policy={policy}",
+        "--encoder=resnet18",
+        "--width_multiplier=0.125",
+        "--batch_size=32",
+        f"--max_train_examples={32 * STEPS}",
+        "--epochs=1",
+        "--learning_rate=1.0",
+        "--warmup_epochs=0",
+        "--monitor_every_epochs=0",
+        "--log_every_steps=1",
+        "--seed=5",
     ]
 
 
@@ -54,10 +63,12 @@ def single_device_losses(real_prepared_data, tmp_path_factory) -> list[float]:
     return losses
 
 
-def test_mirrored_two_cpu_devices_matches_single_device(real_prepared_data, tmp_path,
-                                                         single_device_losses):
-    proc = pretrain_cli([*_args(real_prepared_data, tmp_path, "run"), "--strategy=mirrored",
-                         "--num_cpu_devices=2"])
+def test_mirrored_two_cpu_devices_matches_single_device(
+    real_prepared_data, tmp_path, single_device_losses
+):
+    proc = pretrain_cli(
+        [*_args(real_prepared_data, tmp_path, "run"), "--strategy=mirrored", "--num_cpu_devices=2"]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "strategy mirrored (MirroredStrategy, 2 replicas)" in proc.stdout
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -68,19 +79,25 @@ def test_mirrored_two_cpu_devices_matches_single_device(real_prepared_data, tmp_
     assert losses == pytest.approx(single_device_losses, abs=1e-3)
 
 
-def test_multi_worker_two_processes_matches_single_device(real_prepared_data, tmp_path,
-                                                          single_device_losses):
+def test_multi_worker_two_processes_matches_single_device(
+    real_prepared_data, tmp_path, single_device_losses
+):
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     args = [*_args(real_prepared_data, tmp_path, "run"), "--strategy=auto"]
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "simclr.tasks.pretrain", *args], cwd=REPO, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, "TF_CONFIG": tf_config},
-        ))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "simclr.tasks.pretrain", *args],
+                cwd=REPO,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ, "TF_CONFIG": tf_config},
+            )
+        )
     try:
         outputs = [p.communicate(timeout=240) for p in procs]
     finally:

@@ -17,9 +17,17 @@ from simclr.train_config import PREEMPTED_EXIT_CODE
 from tests.fixtures_train import REPO, pretrain_cli
 
 SMALL = [
-    "--encoder=resnet18", "--width_multiplier=0.125", "--batch_size=32",
-    "--max_train_examples=256", "--epochs=2", "--learning_rate=0.5", "--warmup_epochs=0.5",
-    "--monitor_every_epochs=0", "--log_every_steps=1", "--checkpoint_every_steps=4", "--seed=3",
+    "--encoder=resnet18",
+    "--width_multiplier=0.125",
+    "--batch_size=32",
+    "--max_train_examples=256",
+    "--epochs=2",
+    "--learning_rate=0.5",
+    "--warmup_epochs=0.5",
+    "--monitor_every_epochs=0",
+    "--log_every_steps=1",
+    "--checkpoint_every_steps=4",
+    "--seed=3",
 ]  # 8 steps per epoch, 16 steps
 TOTAL_STEPS = 16
 
@@ -42,8 +50,9 @@ def _error_lines(stderr: str) -> list[str]:
 )
 def test_bad_flags_fail_with_one_line(real_prepared_data, tmp_path, flags, needle):
     out = tmp_path / "out"
-    proc = pretrain_cli([f"--data_dir={real_prepared_data}", f"--output_dir={out}",
-                         *SMALL, *flags], timeout=60)
+    proc = pretrain_cli(
+        [f"--data_dir={real_prepared_data}", f"--output_dir={out}", *SMALL, *flags], timeout=60
+    )
     assert proc.returncode == 2, proc.stderr
     # Checked before TensorFlow is imported: stderr is exactly the one error line.
     assert proc.stderr.strip().splitlines() == _error_lines(proc.stderr), proc.stderr
@@ -53,8 +62,16 @@ def test_bad_flags_fail_with_one_line(real_prepared_data, tmp_path, flags, needl
 
 def test_batch_not_divisible_by_replicas(real_prepared_data, tmp_path):
     out = tmp_path / "out"
-    proc = pretrain_cli([f"--data_dir={real_prepared_data}", f"--output_dir={out}", *SMALL,
-                         "--strategy=mirrored", "--num_cpu_devices=3"], timeout=120)
+    proc = pretrain_cli(
+        [
+            f"--data_dir={real_prepared_data}",
+            f"--output_dir={out}",
+            *SMALL,
+            "--strategy=mirrored",
+            "--num_cpu_devices=3",
+        ],
+        timeout=120,
+    )
     assert proc.returncode == 2
     errors = _error_lines(proc.stderr)
     assert len(errors) == 1 and "not divisible by the 3 replicas" in errors[0]
@@ -69,8 +86,9 @@ def test_missing_or_corrupt_manifest(real_prepared_data, tmp_path, damage):
     if damage == "corrupt":
         text = (Path(real_prepared_data) / "manifest.json").read_text()
         (data / "manifest.json").write_text(text[: len(text) // 2])
-    proc = pretrain_cli([f"--data_dir={data}", f"--output_dir={tmp_path / 'out'}", *SMALL],
-                        timeout=60)
+    proc = pretrain_cli(
+        [f"--data_dir={data}", f"--output_dir={tmp_path / 'out'}", *SMALL], timeout=60
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == _error_lines(proc.stderr)
     assert "manifest" in proc.stderr
@@ -79,8 +97,11 @@ def test_missing_or_corrupt_manifest(real_prepared_data, tmp_path, damage):
 
 def _start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "simclr.tasks.pretrain", *args], cwd=REPO,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [sys.executable, "-m", "simclr.tasks.pretrain", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
 
 
@@ -98,8 +119,11 @@ def _final_weights(ckpt_dir: Path) -> dict[str, np.ndarray]:
     import tensorflow as tf
 
     reader = tf.train.load_checkpoint(str(ckpt_dir / f"ckpt-{TOTAL_STEPS}"))
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if name.startswith(("encoder/", "head/")) and "OPTIMIZER_SLOT" not in name}
+    return {
+        name: reader.get_tensor(name)
+        for name in reader.get_variable_to_shape_map()
+        if name.startswith(("encoder/", "head/")) and "OPTIMIZER_SLOT" not in name
+    }
 
 
 def test_sigterm_and_sigkill_then_resume_match_uninterrupted_run(real_prepared_data, tmp_path):
@@ -148,8 +172,16 @@ def test_sigterm_and_sigkill_then_resume_match_uninterrupted_run(real_prepared_d
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(real_prepared_data, tmp_path):
     out = tmp_path / "out"
-    proc = pretrain_cli([f"--data_dir={real_prepared_data}", f"--output_dir={out}", *SMALL,
-                         "--learning_rate=1e35", "--warmup_epochs=0", "--checkpoint_every_steps=1"])
+    proc = pretrain_cli(
+        [
+            f"--data_dir={real_prepared_data}",
+            f"--output_dir={out}",
+            *SMALL,
+            "--learning_rate=1e35",
+            "--warmup_epochs=0",
+            "--checkpoint_every_steps=1",
+        ]
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     error = _error_lines(proc.stderr)
     assert len(error) == 1 and "non-finite loss" in error[0], proc.stderr[-2000:]

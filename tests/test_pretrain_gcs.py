@@ -22,14 +22,29 @@ def test_gcs_checkpoints_tensorboard_and_resume(tiny_prepared_data, gcs_bucket, 
     storage.upload_dir(tiny_prepared_data, data_uri)
     out, ckpt, tb = f"{gcs_bucket}/run", f"{gcs_bucket}/ckpt", f"{gcs_bucket}/tb"
     args = [
-        f"--data_dir={data_uri}", f"--output_dir={out}", f"--checkpoint_dir={ckpt}",
-        f"--tensorboard_dir={tb}", f"--cache_dir={tmp_path / 'cache'}",
-        "--encoder=resnet18", "--width_multiplier=0.125", "--batch_size=32", "--epochs=10",
-        "--monitor_every_epochs=5", "--monitor_queries=100", "--log_every_steps=1",
-        "--checkpoint_every_steps=6", "--keep_checkpoints=2", "--tensorboard_sync_seconds=0.5",
+        f"--data_dir={data_uri}",
+        f"--output_dir={out}",
+        f"--checkpoint_dir={ckpt}",
+        f"--tensorboard_dir={tb}",
+        f"--cache_dir={tmp_path / 'cache'}",
+        "--encoder=resnet18",
+        "--width_multiplier=0.125",
+        "--batch_size=32",
+        "--epochs=10",
+        "--monitor_every_epochs=5",
+        "--monitor_queries=100",
+        "--log_every_steps=1",
+        "--checkpoint_every_steps=6",
+        "--keep_checkpoints=2",
+        "--tensorboard_sync_seconds=0.5",
     ]
-    proc = subprocess.Popen([sys.executable, "-m", "simclr.tasks.pretrain", *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simclr.tasks.pretrain", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         for line in proc.stdout:
             if " step 2/" in line:

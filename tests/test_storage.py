@@ -285,8 +285,11 @@ class _FlakyHandler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         is_object = bool(_OBJECT_PATH.search(self.path))
         with self.server.lock:
-            fail = (is_object and self.server.fail_first > 0
-                    and self.server.fail_method in (None, self.command))
+            fail = (
+                is_object
+                and self.server.fail_first > 0
+                and self.server.fail_method in (None, self.command)
+            )
             self.server.fail_first -= fail
         if fail:
             status, headers, payload = 503, [("Content-Type", "text/plain")], b"try again"

@@ -132,7 +132,9 @@ class AugmentPolicy:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.type in ("bool", bool):
-                _check(isinstance(value, (bool, np.bool_)), field.name, value, "must be true or false")
+                _check(
+                    isinstance(value, (bool, np.bool_)), field.name, value, "must be true or false"
+                )
             else:
                 number = isinstance(value, (int, float)) and not isinstance(value, (bool, np.bool_))
                 _check(number, field.name, value, "must be a number")
@@ -143,14 +145,28 @@ class AugmentPolicy:
             (self.crop_area_min <= self.crop_area_max, "crop_area_min", "must be <= crop_area_max"),
             (self.crop_aspect_min > 0.0, "crop_aspect_min", "must be > 0"),
             (self.crop_aspect_max > 0.0, "crop_aspect_max", "must be > 0"),
-            (self.crop_aspect_min <= self.crop_aspect_max, "crop_aspect_min", "must be <= crop_aspect_max"),
+            (
+                self.crop_aspect_min <= self.crop_aspect_max,
+                "crop_aspect_min",
+                "must be <= crop_aspect_max",
+            ),
             # 0.2*s is the hue shift; past half the colour wheel it wraps around.
-            (0.0 <= self.color_jitter_strength <= 2.5, "color_jitter_strength", "must be in [0, 2.5]"),
+            (
+                0.0 <= self.color_jitter_strength <= 2.5,
+                "color_jitter_strength",
+                "must be in [0, 2.5]",
+            ),
             (self.blur_sigma_min > 0.0, "blur_sigma_min", "must be > 0"),
-            (self.blur_sigma_min <= self.blur_sigma_max, "blur_sigma_min", "must be <= blur_sigma_max"),
+            (
+                self.blur_sigma_min <= self.blur_sigma_max,
+                "blur_sigma_min",
+                "must be <= blur_sigma_max",
+            ),
             (0.0 < self.blur_kernel_fraction <= 1.0, "blur_kernel_fraction", "must be in (0, 1]"),
         ]
-        rules += [(0.0 <= getattr(self, name) <= 1.0, name, "must be in [0, 1]") for name in PROBABILITIES]
+        rules += [
+            (0.0 <= getattr(self, name) <= 1.0, name, "must be in [0, 1]") for name in PROBABILITIES
+        ]
         for ok, name, rule in rules:
             _check(ok, name, getattr(self, name), rule)
         return self
@@ -235,14 +251,18 @@ def _seed_key(seed: int | tf.Tensor) -> tf.Tensor:
     key = tf.constant(0x5EED, tf.uint32)
     for i in range(seed.shape[0]):
         low = tf.cast(tf.bitwise.bitwise_and(seed[i], _MASK32), tf.uint32)
-        high = tf.cast(tf.bitwise.bitwise_and(tf.bitwise.right_shift(seed[i], 32), _MASK32), tf.uint32)
+        high = tf.cast(
+            tf.bitwise.bitwise_and(tf.bitwise.right_shift(seed[i], 32), _MASK32), tf.uint32
+        )
         key = _mix(tf.bitwise.bitwise_xor(_mix(key + high), low))
     return key
 
 
 def _fold(key: tf.Tensor, data: int) -> tf.Tensor:
     """A new key derived from `key` and a small integer (one per transform / view)."""
-    return _mix(tf.bitwise.bitwise_xor(key, _mix(tf.constant(data * 0x9E3779B9 & _MASK32, tf.uint32))))
+    return _mix(
+        tf.bitwise.bitwise_xor(key, _mix(tf.constant(data * 0x9E3779B9 & _MASK32, tf.uint32)))
+    )
 
 
 def _uniform(key: tf.Tensor, shape: list, minval: float = 0.0, maxval: float = 1.0) -> tf.Tensor:
@@ -318,12 +338,16 @@ def _crop_flip_resize(images: tf.Tensor, draws: tf.Tensor, policy: AugmentPolicy
     # (then columns) and a blend; ~3x faster on CPU than dense interpolation matmuls.
     top, bottom, fy = _sample_points(y0, h, height, height)
     fy = fy[:, :, None, None] * (1.0 / 255.0)
-    x = (tf.cast(tf.gather(images, top, axis=1, batch_dims=1), tf.float32) * ((1.0 / 255.0) - fy)
-         + tf.cast(tf.gather(images, bottom, axis=1, batch_dims=1), tf.float32) * fy)
+    x = (
+        tf.cast(tf.gather(images, top, axis=1, batch_dims=1), tf.float32) * ((1.0 / 255.0) - fy)
+        + tf.cast(tf.gather(images, bottom, axis=1, batch_dims=1), tf.float32) * fy
+    )
     left, right, fx = _sample_points(x0, w, width, width, flip)
     fx = fx[:, None, :, None]
-    return (tf.gather(x, left, axis=2, batch_dims=1) * (1.0 - fx)
-            + tf.gather(x, right, axis=2, batch_dims=1) * fx)
+    return (
+        tf.gather(x, left, axis=2, batch_dims=1) * (1.0 - fx)
+        + tf.gather(x, right, axis=2, batch_dims=1) * fx
+    )
 
 
 # --------------------------------------------------------------------- colour jitter
@@ -368,7 +392,11 @@ def _hue_matrices(delta: tf.Tensor) -> tf.Tensor:
     cos, sin = tf.cos(angle), tf.sin(angle)
     one, zero = tf.ones_like(cos), tf.zeros_like(cos)
     rotation = tf.stack(
-        [tf.stack([one, zero, zero], -1), tf.stack([zero, cos, -sin], -1), tf.stack([zero, sin, cos], -1)],
+        [
+            tf.stack([one, zero, zero], -1),
+            tf.stack([zero, cos, -sin], -1),
+            tf.stack([zero, sin, cos], -1),
+        ],
         axis=1,
     )
     to_yiq = tf.constant(_RGB_TO_YIQ, tf.float32)
@@ -385,7 +413,10 @@ def _color_jitter(channels: list, draws: tf.Tensor, policy: AugmentPolicy) -> li
         mean_grey = tf.reduce_mean(_grey(channels), axis=[1, 2])
         is_contrast = tf.cast(tf.equal(order[:, slot], 1), tf.float32)
         offset = (is_contrast * (1.0 - contrast) * mean_grey)[:, None, None]
-        channels = [tf.clip_by_value(_apply_row(channels, matrix[:, d]) + offset, 0.0, 1.0) for d in range(3)]
+        channels = [
+            tf.clip_by_value(_apply_row(channels, matrix[:, d]) + offset, 0.0, 1.0)
+            for d in range(3)
+        ]
     return channels
 
 
@@ -504,7 +535,9 @@ def augment_pair(
     _check_images(images)
     key = _seed_key(seed)
     # Two batches of B rather than one of 2B: measured ~15% faster on CPU (cache).
-    return _augment_batch(images, policy, _fold(key, 1)), _augment_batch(images, policy, _fold(key, 2))
+    return _augment_batch(images, policy, _fold(key, 1)), _augment_batch(
+        images, policy, _fold(key, 2)
+    )
 
 
 # ------------------------------------------------------------------------- per image
@@ -529,7 +562,9 @@ def augment_image(image: tf.Tensor, policy: AugmentPolicy, seed: int | tf.Tensor
     x = _maybe(u[_FLIP_COL] < policy.flip_prob, tf.image.flip_left_right, x)
     if policy.color_jitter_prob > 0 and policy.color_jitter_strength > 0:
         jitter = u[_JITTER_COL : _JITTER_COL + 9]
-        x = _maybe(jitter[0] < policy.color_jitter_prob, lambda v: _jitter_image(v, jitter, policy), x)
+        x = _maybe(
+            jitter[0] < policy.color_jitter_prob, lambda v: _jitter_image(v, jitter, policy), x
+        )
     x = _maybe(u[_GRAY_COL] < policy.grayscale_prob, _grey_image, x)
     if policy.blur:
         sigma = _scale(u[_BLUR_COL + 1], policy.blur_sigma_min, policy.blur_sigma_max)

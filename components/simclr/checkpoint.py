@@ -49,8 +49,15 @@ def _download_latest(uri: str, local_dir: str) -> None:
 class Checkpointer:
     """Saves and restores a tf.train.Checkpoint under `uri` (local or gs://)."""
 
-    def __init__(self, checkpoint: tf.train.Checkpoint, uri: str, *, keep: int, chief: bool,
-                 cache_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        checkpoint: tf.train.Checkpoint,
+        uri: str,
+        *,
+        keep: int,
+        chief: bool,
+        cache_dir: str | None = None,
+    ) -> None:
         self.checkpoint = checkpoint
         self.uri = uri
         self.chief = chief

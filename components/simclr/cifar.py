@@ -105,7 +105,9 @@ def verify(source: str, path: str, sha256: str | None) -> dict[str, str]:
     expected_sha = check_sha256_flag(sha256)
     if expected_sha is not None:
         if actual_sha != expected_sha:
-            raise UserError(f"--sha256 mismatch for {source}: got {actual_sha}, expected {expected_sha}")
+            raise UserError(
+                f"--sha256 mismatch for {source}: got {actual_sha}, expected {expected_sha}"
+            )
         entry["verified"] = "md5+sha256" if entry["verified"] == "md5" else "sha256"
     return entry
 
@@ -124,7 +126,9 @@ def fetch(source: str, cache_dir: str | None = None, sha256: str | None = None) 
         return source
     scheme = source.split("://", 1)[0].lower()
     if scheme not in ("https", "http", "gs"):
-        raise UserError(f"--source {source}: unsupported scheme {scheme}:// (use https://, gs:// or a path)")
+        raise UserError(
+            f"--source {source}: unsupported scheme {scheme}:// (use https://, gs:// or a path)"
+        )
     name = posixpath.basename(source.split("?", 1)[0].rstrip("/")) or "archive.tar.gz"
     expected = check_sha256_flag(sha256)
     if is_official(source):
@@ -207,17 +211,23 @@ def read_members(path: str, wanted: set[str]) -> tuple[dict[str, tuple[str, byte
                 if not member.isfile() or base not in wanted:
                     continue
                 if base in found:
-                    raise UserError(f"{path}: member {base} appears twice ({found[base][0]}, {member.name})")
+                    raise UserError(
+                        f"{path}: member {base} appears twice ({found[base][0]}, {member.name})"
+                    )
                 handle = tar.extractfile(member)
                 data = handle.read() if handle is not None else b""
                 if len(data) != member.size:
-                    raise UserError(f"{path}: member {member.name} is truncated ({len(data)} of {member.size} bytes)")
+                    raise UserError(
+                        f"{path}: member {member.name} is truncated ({len(data)} of {member.size} bytes)"
+                    )
                 found[base] = (member.name, data)
             current = "(end of archive)"
     except UserError:
         raise
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
-        raise UserError(f"{path}: archive is truncated or corrupt at member {current}: {err}") from None
+        raise UserError(
+            f"{path}: archive is truncated or corrupt at member {current}: {err}"
+        ) from None
     return found, seen
 
 
@@ -289,11 +299,24 @@ def _decode_binary(path: str, member: str, data: bytes) -> tuple[np.ndarray, np.
 def _decode_python(path: str, member: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
     batch = _str_keys(safe_unpickle(path, member, data))
     images, labels = batch.get("data"), batch.get("labels")
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != IMAGE_BYTES:
+    if (
+        not isinstance(images, np.ndarray)
+        or images.dtype != np.uint8
+        or images.ndim != 2
+        or images.shape[1] != IMAGE_BYTES
+    ):
         shape = getattr(images, "shape", None)
-        raise UserError(f"{path}: member {member}: 'data' must be a uint8 array [N, {IMAGE_BYTES}], got {shape}")
-    if not isinstance(labels, (list, tuple, np.ndarray)) or len(labels) != len(images) or not len(images):
-        raise UserError(f"{path}: member {member}: 'labels' must list one label per image ({len(images)})")
+        raise UserError(
+            f"{path}: member {member}: 'data' must be a uint8 array [N, {IMAGE_BYTES}], got {shape}"
+        )
+    if (
+        not isinstance(labels, (list, tuple, np.ndarray))
+        or len(labels) != len(images)
+        or not len(images)
+    ):
+        raise UserError(
+            f"{path}: member {member}: 'labels' must list one label per image ({len(images)})"
+        )
     try:
         label_array = np.asarray(labels, np.int64)
     except (TypeError, ValueError, OverflowError):
@@ -302,7 +325,9 @@ def _decode_python(path: str, member: str, data: bytes) -> tuple[np.ndarray, np.
 
 
 def _binary_meta(path: str, member: str, data: bytes) -> list[str]:
-    names = [line.strip() for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
+    names = [
+        line.strip() for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()
+    ]
     return _check_class_names(path, member, names)
 
 
@@ -310,13 +335,17 @@ def _python_meta(path: str, member: str, data: bytes) -> list[str]:
     names = _str_keys(safe_unpickle(path, member, data)).get("label_names")
     if not isinstance(names, list):
         raise UserError(f"{path}: member {member} has no 'label_names' list")
-    decoded = [n.decode("utf-8", errors="replace") if isinstance(n, bytes) else str(n) for n in names]
+    decoded = [
+        n.decode("utf-8", errors="replace") if isinstance(n, bytes) else str(n) for n in names
+    ]
     return _check_class_names(path, member, decoded)
 
 
 def _check_class_names(path: str, member: str, names: list[str]) -> list[str]:
     if len(names) != NUM_CLASSES:
-        raise UserError(f"{path}: member {member} lists {len(names)} class names, expected {NUM_CLASSES}")
+        raise UserError(
+            f"{path}: member {member} lists {len(names)} class names, expected {NUM_CLASSES}"
+        )
     return names
 
 
@@ -362,4 +391,3 @@ def safe_unpickle(path: str, member: str, data: bytes) -> object:
         return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as err:  # a malformed pickle can raise almost anything
         raise UserError(f"{path}: member {member}: unsafe or malformed pickle: {err}") from None
-

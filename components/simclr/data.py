@@ -100,7 +100,9 @@ def _deserialize_fast(records: np.ndarray) -> tuple[np.ndarray, np.ndarray] | No
     mask = np.ones(RECORD_BYTES, bool)
     mask[_IMAGE_AT : _IMAGE_AT + IMAGE_BYTES] = False
     mask[_LABEL_AT] = False
-    if not np.array_equal(records[:, mask], np.broadcast_to(_TEMPLATE[mask], (len(records), mask.sum()))):
+    if not np.array_equal(
+        records[:, mask], np.broadcast_to(_TEMPLATE[mask], (len(records), mask.sum()))
+    ):
         return None
     labels = records[:, _LABEL_AT].astype(np.int64)
     if labels.size and labels.max() > 127:
@@ -131,7 +133,11 @@ def write_records(path: str, images: np.ndarray, labels: np.ndarray) -> dict[str
     with tf.io.TFRecordWriter(path) as writer:
         for row in serialized:
             writer.write(row.tobytes())
-    return {"file": os.path.basename(path), "num_examples": int(len(images)), "sha256": _sha256_file(path)}
+    return {
+        "file": os.path.basename(path),
+        "num_examples": int(len(images)),
+        "sha256": _sha256_file(path),
+    }
 
 
 def write_split(
@@ -159,7 +165,9 @@ def class_counts(labels: np.ndarray, num_classes: int = 10) -> list[int]:
     return [int(c) for c in np.bincount(labels, minlength=num_classes)]
 
 
-def balanced_subset(labels: np.ndarray, fraction: float, seed: int, num_classes: int = 10) -> np.ndarray:
+def balanced_subset(
+    labels: np.ndarray, fraction: float, seed: int, num_classes: int = 10
+) -> np.ndarray:
     """Sorted indices of a class-balanced subset: the same count for every class.
 
     Per class: round(fraction * len(labels) / num_classes), at least 1 and at most the
@@ -167,12 +175,15 @@ def balanced_subset(labels: np.ndarray, fraction: float, seed: int, num_classes:
     """
     smallest = min(class_counts(labels, num_classes))
     if smallest < 1:
-        raise UserError(f"cannot draw a class-balanced subset: a class has no training image ({class_counts(labels)})")
+        raise UserError(
+            f"cannot draw a class-balanced subset: a class has no training image ({class_counts(labels)})"
+        )
     per_class = min(max(1, round(fraction * len(labels) / num_classes)), smallest)
     fraction_key = int(round(fraction * 1_000_000))
     rng = np.random.default_rng([seed, fraction_key])
     chosen = [
-        rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in range(num_classes)
+        rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
+        for c in range(num_classes)
     ]
     return np.sort(np.concatenate(chosen))
 
@@ -212,7 +223,9 @@ def load_manifest(data_dir: str) -> dict[str, Any]:
         raise UserError(f"{uri}: corrupt manifest: {err}") from None
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         version = manifest.get("format_version") if isinstance(manifest, dict) else None
-        raise UserError(f"{uri}: unsupported manifest format_version {version!r} (expected {FORMAT_VERSION})")
+        raise UserError(
+            f"{uri}: unsupported manifest format_version {version!r} (expected {FORMAT_VERSION})"
+        )
     if manifest.get("image_format") != "raw_uint8" or "splits" not in manifest:
         raise UserError(f"{uri}: corrupt manifest: missing splits or image_format raw_uint8")
     return manifest
@@ -240,7 +253,9 @@ def _split_entries(manifest: dict[str, Any], split: str, where: str) -> list[dic
         if "shards" in entry:
             return entry["shards"]
         return [{"file": f, "num_examples": None} for f in entry["files"]]
-    if split.startswith(LABEL_PREFIX) and split[len(LABEL_PREFIX) :] in manifest.get("label_subsets", {}):
+    if split.startswith(LABEL_PREFIX) and split[len(LABEL_PREFIX) :] in manifest.get(
+        "label_subsets", {}
+    ):
         entry = manifest["label_subsets"][split[len(LABEL_PREFIX) :]]
         return [{"file": entry["file"], "num_examples": entry["num_examples"]}]
     raise UserError(f"{where}: no split {split!r}; available: {', '.join(split_names(manifest))}")
@@ -261,7 +276,9 @@ def record_files(data_dir: str, split: str) -> list[str]:
     paths = [os.path.join(local, e["file"]) for e in _split_entries(manifest, split, data_dir)]
     for path in paths:
         if not os.path.isfile(path):
-            raise UserError(f"{data_dir}: file {os.path.basename(path)} listed in the manifest is missing")
+            raise UserError(
+                f"{data_dir}: file {os.path.basename(path)} listed in the manifest is missing"
+            )
     return paths
 
 

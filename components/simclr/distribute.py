@@ -32,7 +32,9 @@ def _tpu_configured() -> bool:
 
 
 def _tpu_strategy() -> tf.distribute.Strategy:
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(os.environ.get("TPU_NAME", "local"))
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+        os.environ.get("TPU_NAME", "local")
+    )
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
@@ -94,7 +96,7 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
 
 
 def device_kind() -> str:
-    """"tpu", "gpu" or "cpu": what the replicas run on (for precision/XLA defaults)."""
+    """ "tpu", "gpu" or "cpu": what the replicas run on (for precision/XLA defaults)."""
     if tf.config.list_logical_devices("TPU"):
         return "tpu"
     if tf.config.list_logical_devices("GPU"):

@@ -216,8 +216,10 @@ def linear_probe(
     from sklearn.preprocessing import StandardScaler
 
     if len(np.unique(train_labels)) < 2:
-        raise UserError("the linear probe needs train examples of at least 2 classes "
-                        "(raise --max_train_examples)")
+        raise UserError(
+            "the linear probe needs train examples of at least 2 classes "
+            "(raise --max_train_examples)"
+        )
     grid = sorted(c_grid)
     scaler = StandardScaler().fit(train_features)
     x_train, x_test = scaler.transform(train_features), scaler.transform(test_features)
@@ -232,7 +234,9 @@ def linear_probe(
                 x_train, train_labels, test_size=0.2, random_state=seed, stratify=stratify
             )
             for c in grid:
-                validation[c] = float(np.mean(_fit_logreg(x_fit, y_fit, c, seed).predict(x_val) == y_val))
+                validation[c] = float(
+                    np.mean(_fit_logreg(x_fit, y_fit, c, seed).predict(x_val) == y_val)
+                )
             best_c = max(grid, key=lambda c: (validation[c], -c))  # ties: stronger L2
         probe = _fit_logreg(x_train, train_labels, best_c, seed)
     return LinearProbe(scores=_full_scores(probe, x_test), c=best_c, validation_top1=validation)
@@ -306,8 +310,13 @@ def finetune(
     for step, (images, labels) in enumerate(dataset):
         loss = train_step(images, labels, tf.constant(step, tf.int32))
         if (step + 1) % steps_per_epoch == 0:  # progress once per epoch
-            _log.info("fine-tune on %d images: epoch %d/%d, loss %.4f", len(train_images),
-                      (step + 1) // steps_per_epoch, options.finetune_epochs, float(loss))
+            _log.info(
+                "fine-tune on %d images: epoch %d/%d, loss %.4f",
+                len(train_images),
+                (step + 1) // steps_per_epoch,
+                options.finetune_epochs,
+                float(loss),
+            )
     return extract_features(model, test_images, options.batch_size)
 
 
@@ -331,7 +340,9 @@ def evaluate_encoder(
     """
     unknown = sorted(set(protocols) - set(PROTOCOLS))
     if unknown:
-        raise UserError(f"--protocols: unknown {', '.join(unknown)} (choose from {', '.join(PROTOCOLS)})")
+        raise UserError(
+            f"--protocols: unknown {', '.join(unknown)} (choose from {', '.join(PROTOCOLS)})"
+        )
     metrics: dict[str, float] = {}
     predictions: dict[str, np.ndarray] = {}
     details: dict[str, float] = {}
@@ -344,13 +355,19 @@ def evaluate_encoder(
         test_features = extract_features(frozen, data.test_images, options.batch_size)
         if "knn" in protocols:
             scores = knn_scores(
-                train_features, data.train_labels, test_features, num_classes,
-                k=options.knn_k, temperature=options.knn_temperature,
+                train_features,
+                data.train_labels,
+                test_features,
+                num_classes,
+                k=options.knn_k,
+                temperature=options.knn_temperature,
             )
             _add_scores(metrics, predictions, "knn", scores, y_test, top5=True)
         if "linear" in protocols:
             x, y = _augmented_train_features(frozen, data, train_features, options)
-            probe = linear_probe(x, y, test_features, c_grid=options.linear_c_grid, seed=options.seed)
+            probe = linear_probe(
+                x, y, test_features, c_grid=options.linear_c_grid, seed=options.seed
+            )
             scores = _pad_classes(probe.scores, num_classes)
             _add_scores(metrics, predictions, "linear", scores, y_test, top5=True)
             details["linear_c"] = probe.c
@@ -367,7 +384,11 @@ def evaluate_encoder(
 
 def _add_scores(metrics, predictions, name, scores, labels, *, top5: bool) -> None:
     """Adds <name>_top1 (finetune_<key> -> finetune_top1_<key>) and the predictions."""
-    top1 = f"finetune_top1_{name[len('finetune_'):]}" if name.startswith("finetune_") else f"{name}_top1"
+    top1 = (
+        f"finetune_top1_{name[len('finetune_') :]}"
+        if name.startswith("finetune_")
+        else f"{name}_top1"
+    )
     metrics[top1] = topk_accuracy(scores, labels, 1)
     if top5:
         metrics[f"{name}_top5"] = topk_accuracy(scores, labels, 5)
@@ -384,10 +405,14 @@ def _augmented_train_features(model, data: EvalData, features: np.ndarray, optio
     """Train features plus ``linear_augment_copies`` crop+flip views (still frozen)."""
     xs, ys = [features], [data.train_labels]
     for copy in range(options.linear_augment_copies):
-        views = np.concatenate([
-            crop_flip(data.train_images[i : i + 4096], (options.seed, 1000 + copy * 100_000 + i)).numpy()
-            for i in range(0, len(data.train_images), 4096)
-        ])
+        views = np.concatenate(
+            [
+                crop_flip(
+                    data.train_images[i : i + 4096], (options.seed, 1000 + copy * 100_000 + i)
+                ).numpy()
+                for i in range(0, len(data.train_images), 4096)
+            ]
+        )
         xs.append(extract_features(model, views, options.batch_size))
         ys.append(data.train_labels)
     return np.concatenate(xs), np.concatenate(ys)

@@ -85,9 +85,7 @@ def nt_xent_loss_and_accuracy(
     return loss, accuracy
 
 
-def _gather_global_batch(
-    z_a: tf.Tensor, z_b: tf.Tensor
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def _gather_global_batch(z_a: tf.Tensor, z_b: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Returns (all z_a, all z_b, offset of this replica's rows in them)."""
     ctx = tf.distribute.get_replica_context()  # None in a cross-replica context
     if ctx is None or ctx.num_replicas_in_sync == 1:

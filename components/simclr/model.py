@@ -131,7 +131,9 @@ def build_encoder(
     for stage, (n_blocks, filters) in enumerate(zip(blocks, _STAGE_FILTERS, strict=True), start=1):
         for i in range(n_blocks):
             strides = 2 if stage > 1 and i == 0 else 1
-            x = block(x, _channels(filters, width_multiplier), strides, f"stage{stage}_block{i + 1}")
+            x = block(
+                x, _channels(filters, width_multiplier), strides, f"stage{stage}_block{i + 1}"
+            )
     # float32 pooling: averages in full precision under mixed precision, and the
     # representation (and the losses downstream) stay float32.
     outputs = keras.layers.GlobalAveragePooling2D(dtype="float32", name=f"{prefix}pool")(x)

@@ -97,7 +97,9 @@ class SummaryLogger:
 
     def images(self, step: int, name: str, images: tf.Tensor, description: str = "") -> None:
         with self.writer.as_default(step=step):
-            tf.summary.image(name, images, max_outputs=int(images.shape[0]), description=description)
+            tf.summary.image(
+                name, images, max_outputs=int(images.shape[0]), description=description
+            )
 
     def sync(self) -> None:
         """Flush, and upload now (e.g. after a monitor and at the end)."""
@@ -135,7 +137,9 @@ class KnnMonitor:
         self.query_x, self.query_y = data.load_arrays(
             data_dir, query_split, max_examples=num_queries, sample_seed=0
         )
-        self.description = f"bank: {bank_split} ({len(self.bank_y)}), queries: {query_split} ({len(self.query_y)})"
+        self.description = (
+            f"bank: {bank_split} ({len(self.bank_y)}), queries: {query_split} ({len(self.query_y)})"
+        )
         self.num_classes = len(manifest["class_names"])
         self.batch_size = batch_size
         self._embed = None
@@ -153,6 +157,7 @@ class KnnMonitor:
 
     def __call__(self, encoder: keras.Model) -> float:
         if self._embed is None:
+
             @tf.function
             def embed(images):
                 return encoder(tf.cast(images, tf.float32) / 255.0, training=False)

@@ -121,9 +121,7 @@ class LARS(keras.optimizers.Optimizer):
                 "weight_decay": self.lars_weight_decay,
                 "trust_coefficient": self.trust_coefficient,
                 "exclude_from_weight_decay": list(self.exclude_from_weight_decay_patterns),
-                "exclude_from_layer_adaptation": list(
-                    self.exclude_from_layer_adaptation_patterns
-                ),
+                "exclude_from_layer_adaptation": list(self.exclude_from_layer_adaptation_patterns),
             }
         )
         return config

@@ -40,7 +40,9 @@ def _figure(size_px: tuple[int, int]):
     return Figure(figsize=(size_px[0] / _DPI, size_px[1] / _DPI), dpi=_DPI)
 
 
-def save_confusion_png(matrix: np.ndarray, class_names: Sequence[str], path: str, title: str) -> None:
+def save_confusion_png(
+    matrix: np.ndarray, class_names: Sequence[str], path: str, title: str
+) -> None:
     """Row-normalised heat map with the raw counts written in the cells."""
     fig = _figure(CONFUSION_PNG_SIZE)
     ax = fig.add_subplot()
@@ -54,8 +56,15 @@ def save_confusion_png(matrix: np.ndarray, class_names: Sequence[str], path: str
     ax.set_title(title)
     for (i, j), count in np.ndenumerate(matrix):
         share = matrix[i, j] / totals[i, 0]
-        ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
-                color="white" if share > 0.5 else "black")
+        ax.text(
+            j,
+            i,
+            str(count),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if share > 0.5 else "black",
+        )
     fig.colorbar(image, ax=ax, label="fraction of the true class")
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
@@ -74,8 +83,9 @@ def embed_2d(features: np.ndarray, method: str = "tsne", seed: int = 0) -> np.nd
             return PCA(n_components=2, random_state=seed).fit_transform(_pad_dims(x, 2))
         x = PCA(n_components=min(50, *x.shape), random_state=seed).fit_transform(x)
         perplexity = float(min(30.0, (len(x) - 1) / 3))
-        return TSNE(n_components=2, init="pca", perplexity=perplexity,
-                    random_state=seed).fit_transform(x)
+        return TSNE(
+            n_components=2, init="pca", perplexity=perplexity, random_state=seed
+        ).fit_transform(x)
 
 
 def _pad_dims(x: np.ndarray, dims: int) -> np.ndarray:
@@ -148,7 +158,11 @@ def render_report(
         "",
         f"- Model: `{metrics.get('model_dir', '?')}` — {encoder.get('encoder', '?')}, "
         f"width ×{encoder.get('width_multiplier', '?')}, {encoder.get('feature_dim', '?')}-d features"
-        + (f", {metrics['pretrain_steps']} pretraining steps" if "pretrain_steps" in metrics else ""),
+        + (
+            f", {metrics['pretrain_steps']} pretraining steps"
+            if "pretrain_steps" in metrics
+            else ""
+        ),
         f"- Data: `{metrics.get('data_dir', '?')}` — {metrics.get('num_train', '?')} train / "
         f"{metrics.get('num_test', '?')} test examples used",
         "",
@@ -158,24 +172,39 @@ def render_report(
         "",
     ]
     if "baseline" in metrics:
-        lines += ["Random init: the same architecture with freshly initialised weights "
-                  f"(seed {settings.get('seed', 0)}), evaluated the same way.", ""]
+        lines += [
+            "Random init: the same architecture with freshly initialised weights "
+            f"(seed {settings.get('seed', 0)}), evaluated the same way.",
+            "",
+        ]
     lines += [f"Reference: {PUBLISHED_REFERENCE}", ""]
     if confusion is not None:
         lines += _per_class_section(confusion, class_names, confusion_png)
     if embedding_png:
-        lines += ["## Embedding of the test set", "",
-                  f"![2-D embedding of the test features, coloured by class]({embedding_png})", ""]
+        lines += [
+            "## Embedding of the test set",
+            "",
+            f"![2-D embedding of the test features, coloured by class]({embedding_png})",
+            "",
+        ]
     lines += ["## Settings", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {k} | `{v}` |" for k, v in sorted(settings.items())]
     return "\n".join(lines) + "\n"
 
 
-def _per_class_section(confusion: dict[str, Any], class_names: Sequence[str], png: str | None) -> list[str]:
+def _per_class_section(
+    confusion: dict[str, Any], class_names: Sequence[str], png: str | None
+) -> list[str]:
     matrix = np.asarray(confusion["matrix"])
-    lines = [f"## Per-class accuracy ({confusion['protocol']} protocol)", "",
-             "| class | accuracy | test examples |", "| --- | ---: | ---: |"]
-    for name, acc, total in zip(class_names, confusion["per_class_accuracy"], matrix.sum(axis=1), strict=True):
+    lines = [
+        f"## Per-class accuracy ({confusion['protocol']} protocol)",
+        "",
+        "| class | accuracy | test examples |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, acc, total in zip(
+        class_names, confusion["per_class_accuracy"], matrix.sum(axis=1), strict=True
+    ):
         lines.append(f"| {name} | {_pct(acc)} | {int(total)} |")
     lines.append("")
     if png:

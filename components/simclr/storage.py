@@ -55,7 +55,7 @@ def join(uri: str, *parts: str) -> str:
 
 def _split(uri: str) -> tuple[str, str]:
     """``gs://bucket/a/b`` -> ``("bucket", "a/b")``."""
-    bucket, _, key = uri[len(GS_PREFIX):].partition("/")
+    bucket, _, key = uri[len(GS_PREFIX) :].partition("/")
     if not bucket:
         raise UserError(f"{uri}: no bucket name in URI")
     return bucket, key
@@ -80,9 +80,7 @@ def _retry():
     """
     from google.cloud.storage.retry import DEFAULT_RETRY
 
-    return DEFAULT_RETRY.with_delay(initial=0.5, maximum=16.0, multiplier=2.0).with_timeout(
-        120.0
-    )
+    return DEFAULT_RETRY.with_delay(initial=0.5, maximum=16.0, multiplier=2.0).with_timeout(120.0)
 
 
 @functools.cache
@@ -173,9 +171,7 @@ def exists(uri: str) -> bool:
     try:
         if key and _client().bucket(bucket).blob(key).exists(retry=_retry()):
             return True
-        blobs = _client().list_blobs(
-            bucket, prefix=_dir_prefix(key), max_results=1, retry=_retry()
-        )
+        blobs = _client().list_blobs(bucket, prefix=_dir_prefix(key), max_results=1, retry=_retry())
         return any(True for _ in blobs)
     except gexc.NotFound:
         return False
@@ -268,7 +264,7 @@ def _list_blobs(uri: str) -> dict[str, Any]:
     prefix = _dir_prefix(key)
     with _gcs_errors(uri):
         blobs = list(_client().list_blobs(bucket, prefix=prefix, retry=_retry()))
-    return {b.name[len(prefix):]: b for b in blobs if not b.name.endswith("/")}
+    return {b.name[len(prefix) :]: b for b in blobs if not b.name.endswith("/")}
 
 
 def makedirs(uri: str) -> None:
@@ -285,8 +281,9 @@ def makedirs(uri: str) -> None:
 def upload_file(local: str, uri: str) -> None:
     """Copy a local file to ``uri`` (gs:// or another local path)."""
     if not os.path.isfile(local):
-        raise UserError(f"{local}: not found" if not os.path.exists(local) else
-                        f"{local}: is not a file")
+        raise UserError(
+            f"{local}: not found" if not os.path.exists(local) else f"{local}: is not a file"
+        )
     if not is_remote(uri):
         _copy_local(local, uri)
         return
@@ -543,8 +540,10 @@ class DirectoryMirror:
             remote = self._remote_index()
             for rel in list_files(self.local_dir):
                 stat = self._stat(rel)
-                if stat and rel in remote and _same_file(
-                    os.path.join(self.local_dir, rel), *remote[rel]
+                if (
+                    stat
+                    and rel in remote
+                    and _same_file(os.path.join(self.local_dir, rel), *remote[rel])
                 ):
                     self._uploaded[rel] = stat
         self._seeded = True
@@ -593,8 +592,7 @@ class DirectoryMirror:
             try:
                 self.sync()
             except Exception:  # keep mirroring through hiccups; stop() reports errors
-                _log.warning("mirroring %s to %s failed", self.local_dir, self.uri,
-                             exc_info=True)
+                _log.warning("mirroring %s to %s failed", self.local_dir, self.uri, exc_info=True)
 
     def start(self) -> DirectoryMirror:
         if self._thread is None:

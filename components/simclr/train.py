@@ -112,7 +112,9 @@ def make_input(strategy, local_dir: str, plan: Plan, config: PretrainConfig, sta
         first = ctx.input_pipeline_id * per_pipeline
 
         def one_epoch(epoch, images):
-            keys = tf.random.stateless_uniform([n], tf.stack([tf.constant(config.seed, tf.int64), epoch]))
+            keys = tf.random.stateless_uniform(
+                [n], tf.stack([tf.constant(config.seed, tf.int64), epoch])
+            )
             order = tf.data.Dataset.from_tensor_slices(tf.argsort(keys))
             batches = order.batch(global_batch, drop_remainder=True)
             return batches.map(lambda idx: tf.gather(images, idx[first : first + per_pipeline]))
@@ -156,11 +158,14 @@ def build_state(strategy, config: PretrainConfig, plan: Plan, precision: str) ->
         with strategy.scope():
             encoder = build_encoder(config.encoder, config.width_multiplier, sync_batchnorm=sync_bn)
             head = build_projection_head(
-                int(encoder.outputs[0].shape[-1]), output_dim=config.projection_dim,
-                num_layers=config.projection_layers, sync_batchnorm=sync_bn,
+                int(encoder.outputs[0].shape[-1]),
+                output_dim=config.projection_dim,
+                num_layers=config.projection_layers,
+                sync_batchnorm=sync_bn,
             )
-            schedule = WarmupCosine(plan.base_learning_rate, max(1, plan.total_steps),
-                                    plan.warmup_steps)
+            schedule = WarmupCosine(
+                plan.base_learning_rate, max(1, plan.total_steps), plan.warmup_steps
+            )
             optimizer = LARS(schedule, momentum=config.momentum, weight_decay=config.weight_decay)
             if precision == "float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -177,7 +182,11 @@ def build_state(strategy, config: PretrainConfig, plan: Plan, precision: str) ->
     # The last step's figures, so a run restarted after it finished can still report them.
     last = tf.Variable([math.nan, math.nan], dtype=tf.float32, trainable=False)
     checkpoint = tf.train.Checkpoint(
-        encoder=encoder, head=head, optimizer=optimizer, step=step, last_loss_accuracy=last,
+        encoder=encoder,
+        head=head,
+        optimizer=optimizer,
+        step=step,
+        last_loss_accuracy=last,
         **identity,
     )
     return TrainState(encoder, head, optimizer, schedule, step, last, checkpoint)
@@ -187,10 +196,12 @@ def augmentation_seed(seed: int, step, replica_id):
     """int32 seed of (seed, global step, replica id), stateless, so a resume reproduces it."""
     import tensorflow as tf
 
-    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64) * 1024
-                    + tf.cast(replica_id, tf.int64)])
-    return tf.random.stateless_uniform([], key, minval=0, maxval=2**31 - 1, dtype=tf.int32,
-                                       alg="philox")
+    key = tf.stack(
+        [tf.cast(seed, tf.int64), tf.cast(step, tf.int64) * 1024 + tf.cast(replica_id, tf.int64)]
+    )
+    return tf.random.stateless_uniform(
+        [], key, minval=0, maxval=2**31 - 1, dtype=tf.int32, alg="philox"
+    )
 
 
 def make_train_step(strategy, state: TrainState, config: PretrainConfig, policy, jit: bool):
@@ -207,15 +218,21 @@ def make_train_step(strategy, state: TrainState, config: PretrainConfig, policy,
     from simclr.losses import nt_xent_loss_and_accuracy
 
     replicas = strategy.num_replicas_in_sync
-    loss_scaled = hasattr(state.optimizer, "scale_loss") and "LossScale" in type(state.optimizer).__name__
+    loss_scaled = (
+        hasattr(state.optimizer, "scale_loss") and "LossScale" in type(state.optimizer).__name__
+    )
     variables = state.encoder.trainable_variables + state.head.trainable_variables
     augment = tf.function(lambda x, s: augment_pair(x, policy, s), jit_compile=jit)
 
     def replica_step(images, step, stop):
         ctx = tf.distribute.get_replica_context()
-        view_a, view_b = augment(images, augmentation_seed(config.seed, step, ctx.replica_id_in_sync_group))
+        view_a, view_b = augment(
+            images, augmentation_seed(config.seed, step, ctx.replica_id_in_sync_group)
+        )
         with tf.GradientTape() as tape:
-            z = state.head(state.encoder(tf.concat([view_a, view_b], 0), training=True), training=True)
+            z = state.head(
+                state.encoder(tf.concat([view_a, view_b], 0), training=True), training=True
+            )
             z_a, z_b = tf.split(z, 2, axis=0)
             loss, accuracy = nt_xent_loss_and_accuracy(z_a, z_b, config.temperature)
             scaled = loss / replicas
@@ -263,18 +280,28 @@ class Trainer:
         self.strategy = distribute.make_strategy(self.strategy_name)
         replicas = self.strategy.num_replicas_in_sync
         if config.batch_size % replicas:
-            raise UserError(f"--batch_size {config.batch_size} is not divisible by the {replicas} replicas")
+            raise UserError(
+                f"--batch_size {config.batch_size} is not divisible by the {replicas} replicas"
+            )
         self.chief = distribute.is_chief(self.strategy)
         self.precision, self.jit = _numerics(config, distribute.device_kind())
         self.local_data = data.local_data_dir(config.data_dir, config.cache_dir or None)
         self.state = build_state(self.strategy, config, plan, self.precision)
-        self.checkpointer = Checkpointer(self.state.checkpoint, plan.checkpoint_dir,
-                                         keep=config.keep_checkpoints, chief=self.chief,
-                                         cache_dir=config.cache_dir or None)
-        self.summaries = SummaryLogger(plan.tensorboard_dir, sync_seconds=config.tensorboard_sync_seconds,
-                                       enabled=self.chief)
-        self.knn = (KnnMonitor(self.local_data, manifest, config.monitor_queries)
-                    if config.monitor_every_epochs else None)
+        self.checkpointer = Checkpointer(
+            self.state.checkpoint,
+            plan.checkpoint_dir,
+            keep=config.keep_checkpoints,
+            chief=self.chief,
+            cache_dir=config.cache_dir or None,
+        )
+        self.summaries = SummaryLogger(
+            plan.tensorboard_dir, sync_seconds=config.tensorboard_sync_seconds, enabled=self.chief
+        )
+        self.knn = (
+            KnnMonitor(self.local_data, manifest, config.monitor_queries)
+            if config.monitor_every_epochs
+            else None
+        )
         self.throughput = Throughput(config.batch_size)
         self.progress = _Progress()
         self.stop = _StopFlag()
@@ -322,8 +349,12 @@ class Trainer:
         images = self.knn.bank_x[:8]
         seed = augmentation_seed(self.config.seed, step, 0)
         view_a, view_b = augment_pair(self._tf.constant(images), self.policy, seed)
-        self.summaries.images(step, "augmented_views", view_grid(images, view_a, view_b),
-                              "rows: original | view a | view b")
+        self.summaries.images(
+            step,
+            "augmented_views",
+            view_grid(images, view_a, view_b),
+            "rows: original | view a | view b",
+        )
 
     def run_monitor(self, step: int, epoch: int) -> None:
         if self.knn is None:
@@ -334,18 +365,25 @@ class Trainer:
         self.summaries.scalars(step, {"monitor/knn_top1": top1})
         self.write_views(step)
         self.summaries.sync()
-        self.log(f"epoch {epoch} step {step}: kNN top-1 {top1:.4f} ({self.knn.description}, "
-                 f"{time.perf_counter() - started:.1f}s)")
+        self.log(
+            f"epoch {epoch} step {step}: kNN top-1 {top1:.4f} ({self.knn.description}, "
+            f"{time.perf_counter() - started:.1f}s)"
+        )
 
     def _log_progress(self, step: int) -> None:
         from simclr.monitor import format_eta
 
         plan, p = self.plan, self.progress
         lr = float(self.state.schedule(step - 1))  # the rate this step was taken with
-        scalars = {"train/loss": p.loss, "train/contrastive_accuracy": p.accuracy,
-                   "train/learning_rate": lr}
-        line = (f"epoch {(step - 1) // plan.steps_per_epoch + 1}/{self.config.epochs} "
-                f"step {step}/{plan.total_steps} loss {p.loss:.4f} acc {p.accuracy:.3f} lr {lr:.4g}")
+        scalars = {
+            "train/loss": p.loss,
+            "train/contrastive_accuracy": p.accuracy,
+            "train/learning_rate": lr,
+        }
+        line = (
+            f"epoch {(step - 1) // plan.steps_per_epoch + 1}/{self.config.epochs} "
+            f"step {step}/{plan.total_steps} loss {p.loss:.4f} acc {p.accuracy:.3f} lr {lr:.4g}"
+        )
         measured = self.throughput.take()  # None at the first step (compilation)
         if measured is not None:
             rate, step_time = measured
@@ -370,12 +408,15 @@ class Trainer:
         step = start
         try:
             while step < plan.total_steps:
-                values = train_step(iterator, tf.constant(step, tf.int64),
-                                    tf.constant(float(self.stop.set)))
+                values = train_step(
+                    iterator, tf.constant(step, tf.int64), tf.constant(float(self.stop.set))
+                )
                 loss, accuracy, stop_votes = (float(v) for v in values.numpy())
                 if not math.isfinite(loss):
-                    raise UserError(f"non-finite loss {loss} at step {step + 1}; the last good "
-                                    f"checkpoint in {plan.checkpoint_dir} is kept (lower --learning_rate?)")
+                    raise UserError(
+                        f"non-finite loss {loss} at step {step + 1}; the last good "
+                        f"checkpoint in {plan.checkpoint_dir} is kept (lower --learning_rate?)"
+                    )
                 step += 1
                 self.progress.loss, self.progress.accuracy = loss, accuracy
                 self.progress.steps_this_session += 1
@@ -391,14 +432,18 @@ class Trainer:
             self._log_progress(step)
         if stop:
             self.save(step)
-            self.log(f"SIGTERM: checkpoint saved at step {step}; exiting with code {PREEMPTED_EXIT_CODE}")
+            self.log(
+                f"SIGTERM: checkpoint saved at step {step}; exiting with code {PREEMPTED_EXIT_CODE}"
+            )
             raise Preempted(step)
         epoch_done = step % plan.steps_per_epoch == 0
         epoch = step // plan.steps_per_epoch
         if step % config.checkpoint_every_steps == 0 or step == plan.total_steps:
             self.save(step)
-        if epoch_done and config.monitor_every_epochs and (
-            epoch % config.monitor_every_epochs == 0 or step == plan.total_steps
+        if (
+            epoch_done
+            and config.monitor_every_epochs
+            and (epoch % config.monitor_every_epochs == 0 or step == plan.total_steps)
         ):
             self.run_monitor(step, epoch)
 
@@ -427,10 +472,18 @@ class Trainer:
             metrics["knn_top1"] = p.knn_top1
         if not self.chief:
             return metrics
-        resolved = {**config.to_dict(), **dataclasses.asdict(plan), "precision": self.precision,
-                    "jit_compile": self.jit, "strategy_resolved": self.strategy_name}
-        save_encoder(self.state.encoder, storage.join(config.output_dir, "encoder"),
-                     config={"pretrain": resolved})
+        resolved = {
+            **config.to_dict(),
+            **dataclasses.asdict(plan),
+            "precision": self.precision,
+            "jit_compile": self.jit,
+            "strategy_resolved": self.strategy_name,
+        }
+        save_encoder(
+            self.state.encoder,
+            storage.join(config.output_dir, "encoder"),
+            config={"pretrain": resolved},
+        )
         storage.write_json(storage.join(config.output_dir, "config.json"), resolved)
         self.summaries.close()
         storage.write_json(storage.join(config.output_dir, "metrics.json"), metrics)  # last

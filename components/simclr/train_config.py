@@ -121,7 +121,10 @@ def validate_flags(config: PretrainConfig) -> None:
     if c.policy:
         _check(storage.exists(c.policy), f"--policy file not found: {c.policy}")
     if c.cache_dir:
-        _check(not storage.is_remote(c.cache_dir), f"--cache_dir must be a local path, got {c.cache_dir}")
+        _check(
+            not storage.is_remote(c.cache_dir),
+            f"--cache_dir must be a local path, got {c.cache_dir}",
+        )
 
 
 def make_plan(config: PretrainConfig, manifest: dict[str, Any]) -> Plan:

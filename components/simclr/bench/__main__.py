@@ -16,17 +16,27 @@ MODULES = ("augment", "train", "prepare")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m simclr.bench", description=__doc__)
-    parser.add_argument("--only", default=",".join(MODULES),
-                        help=f"comma-separated subset of {','.join(MODULES)}")
-    parser.add_argument("--quick", action="store_true",
-                        help="shorter timings (for smoke tests), less precise")
-    parser.add_argument("--encoders", default="resnet18,resnet50",
-                        help="encoders for the pretraining benchmark")
-    parser.add_argument("--batch_size", type=int, default=None,
-                        help="pretraining benchmark batch (default: per module)")
-    parser.add_argument("--cifar10_source", default=None,
-                        help="archive for the prepare_data timing (default: a full "
-                             "archive built from ../shared/data)")
+    parser.add_argument(
+        "--only", default=",".join(MODULES), help=f"comma-separated subset of {','.join(MODULES)}"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="shorter timings (for smoke tests), less precise"
+    )
+    parser.add_argument(
+        "--encoders", default="resnet18,resnet50", help="encoders for the pretraining benchmark"
+    )
+    parser.add_argument(
+        "--batch_size",
+        type=int,
+        default=None,
+        help="pretraining benchmark batch (default: per module)",
+    )
+    parser.add_argument(
+        "--cifar10_source",
+        default=None,
+        help="archive for the prepare_data timing (default: a full "
+        "archive built from ../shared/data)",
+    )
     return parser.parse_args(argv)
 
 

@@ -116,8 +116,10 @@ def compare(
     The two are measured in alternating rounds and each keeps its best round, so that
     load from other processes on a shared machine skews the ratio less.
     """
-    batched, per_image = batched_runner(images, policy, batch_size), per_image_runner(
-        images, policy, batch_size)
+    batched, per_image = (
+        batched_runner(images, policy, batch_size),
+        per_image_runner(images, policy, batch_size),
+    )
     rounds = 3
     batched_rates, per_image_rates = [], []
     for _ in range(rounds):
@@ -141,8 +143,16 @@ def benchmarks(args: Any) -> Iterator[dict[str, Any]]:
     batch_size = DEFAULT_BATCH
     result = compare(synthetic_images(1024), AugmentPolicy(), batch_size, 1.0 if quick else 5.0)
     common = {"batch_size": batch_size, "device": result["device"], "policy": "simclr_cifar10"}
-    yield {"name": "augment_batched_images_per_second", "value": result["images_per_second"],
-           "unit": "pairs/s", **common}
-    yield {"name": "augment_per_image_map_images_per_second",
-           "value": result["per_image_map_images_per_second"], "unit": "pairs/s", **common}
+    yield {
+        "name": "augment_batched_images_per_second",
+        "value": result["images_per_second"],
+        "unit": "pairs/s",
+        **common,
+    }
+    yield {
+        "name": "augment_per_image_map_images_per_second",
+        "value": result["per_image_map_images_per_second"],
+        "unit": "pairs/s",
+        **common,
+    }
     yield {"name": "augment_batched_speedup", "value": result["speedup"], "unit": "x", **common}

@@ -53,6 +53,8 @@ def benchmarks(args: Any) -> Iterator[dict[str, Any]]:
             "name": "prepare_data_seconds",
             "value": round(seconds, 3),
             "unit": "s",
-            "archive": source if getattr(args, "cifar10_source", None) else "cifar-10-binary.tar.gz (full, built)",
+            "archive": source
+            if getattr(args, "cifar10_source", None)
+            else "cifar-10-binary.tar.gz (full, built)",
             "num_examples": sum(s["num_examples"] for s in manifest["splits"].values()),
         }

@@ -59,18 +59,35 @@ def _pretrain_step(encoder_name: str, s: dict[str, Any]):
     from simclr.augment import AugmentPolicy
     from simclr.train_config import Plan, PretrainConfig
 
-    config = PretrainConfig(data_dir="-", output_dir="-", encoder=encoder_name,
-                            width_multiplier=s["width_multiplier"], batch_size=s["batch_size"],
-                            precision=s["precision"], jit_compile=s["jit_compile"], epochs=1)
-    plan = Plan(num_examples=s["batch_size"] * 1000, steps_per_epoch=1000, total_steps=1000,
-                warmup_steps=10, base_learning_rate=1.0, checkpoint_dir="-", tensorboard_dir="-")
+    config = PretrainConfig(
+        data_dir="-",
+        output_dir="-",
+        encoder=encoder_name,
+        width_multiplier=s["width_multiplier"],
+        batch_size=s["batch_size"],
+        precision=s["precision"],
+        jit_compile=s["jit_compile"],
+        epochs=1,
+    )
+    plan = Plan(
+        num_examples=s["batch_size"] * 1000,
+        steps_per_epoch=1000,
+        total_steps=1000,
+        warmup_steps=10,
+        base_learning_rate=1.0,
+        checkpoint_dir="-",
+        tensorboard_dir="-",
+    )
     strategy = tf.distribute.get_strategy()
     precision, jit = train._numerics(config, distribute.device_kind())
     state = train.build_state(strategy, config, plan, precision)
     step = train.make_train_step(strategy, state, config, AugmentPolicy(), jit)
     images = np.random.default_rng(0).integers(0, 256, (s["batch_size"], 32, 32, 3), np.uint8)
-    iterator = iter(strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensors(images).repeat().prefetch(2)))
+    iterator = iter(
+        strategy.experimental_distribute_dataset(
+            tf.data.Dataset.from_tensors(images).repeat().prefetch(2)
+        )
+    )
     counter = {"step": 0}
 
     def step_fn():
@@ -101,8 +118,13 @@ def benchmarks(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     s = _settings(args)
     for name in s["encoders"]:
         step_fn, state, precision, jit = _pretrain_step(name, s)
-        common = {"encoder": name, "batch_size": s["batch_size"], "precision": precision,
-                  "jit_compile": jit, "width_multiplier": s["width_multiplier"]}
+        common = {
+            "encoder": name,
+            "batch_size": s["batch_size"],
+            "precision": precision,
+            "jit_compile": jit,
+            "width_multiplier": s["width_multiplier"],
+        }
         ceiling_fn = _encoder_fwd_bwd(state.encoder, s["batch_size"], jit)
         # Interleaved rounds, best of each: on a shared machine, load from other processes
         # otherwise lands on one side of the ratio.
@@ -112,17 +134,29 @@ def benchmarks(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             ceiling = max(ceiling, s["batch_size"] / _time_steps(ceiling_fn, warmup, s["steps"]))
             full = max(full, s["batch_size"] / _time_steps(step_fn, warmup, s["steps"]))
         yield {"name": "pretrain_images_per_second", "value": full, "unit": "images/s", **common}
-        yield {"name": "encoder_fwd_bwd_images_per_second", "value": ceiling, "unit": "images/s",
-               "views_per_image": 2, **common}
-        yield {"name": "pretrain_efficiency", "value": full / ceiling, "unit": "fraction",
-               "target": 0.85, **common}
+        yield {
+            "name": "encoder_fwd_bwd_images_per_second",
+            "value": ceiling,
+            "unit": "images/s",
+            "views_per_image": 2,
+            **common,
+        }
+        yield {
+            "name": "pretrain_efficiency",
+            "value": full / ceiling,
+            "unit": "fraction",
+            "target": 0.85,
+            **common,
+        }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m simclr.bench.train", description=__doc__)
     parser.add_argument("--encoders", default="resnet18,resnet50")
     parser.add_argument("--batch_size", type=int, default=None)
-    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument(
+        "--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"]
+    )
     parser.add_argument("--jit_compile", default="auto", choices=["auto", "true", "false"])
     parser.add_argument("--width_multiplier", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=None)

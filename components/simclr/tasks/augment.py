@@ -69,7 +69,7 @@ _POLICY_HELP = {
     "crop_aspect_max": "Random resized crop: largest aspect ratio w/h (default 4/3).",
     "flip_prob": "Horizontal flip probability (default 0.5).",
     "color_jitter_strength": "Colour jitter strength s: brightness, contrast, saturation "
-                             "0.8s, hue 0.2s (default 0.5).",
+    "0.8s, hue 0.2s (default 0.5).",
     "color_jitter_prob": "Colour jitter probability (default 0.8).",
     "color_jitter_random_order": "Apply the four jitter ops in a random order (default true).",
     "grayscale_prob": "Grayscale probability (default 0.2).",
@@ -107,7 +107,9 @@ def build_policy(config: AugmentConfig):
     from simclr.augment import AugmentPolicy, PolicyError, load_policy
 
     base = load_policy(config.policy) if config.policy else AugmentPolicy()
-    overrides = {name: getattr(config, name) for name in _POLICY_HELP if getattr(config, name) is not None}
+    overrides = {
+        name: getattr(config, name) for name in _POLICY_HELP if getattr(config, name) is not None
+    }
     try:
         return AugmentPolicy.from_dict({**base.to_dict(), **overrides})
     except PolicyError as err:
@@ -173,11 +175,13 @@ def run(config: AugmentConfig) -> dict[str, Any]:
     sample = images[: config.num_preview_images]
     views = _preview_views(sample, policy, config.views_per_image, config.seed)
     metrics = compare(images, policy, config.benchmark_batch_size, config.benchmark_seconds)
-    metrics.update({
-        "benchmark_seconds": config.benchmark_seconds,
-        "num_preview_images": len(sample),
-        "views_per_image": config.views_per_image,
-    })
+    metrics.update(
+        {
+            "benchmark_seconds": config.benchmark_seconds,
+            "num_preview_images": len(sample),
+            "views_per_image": config.views_per_image,
+        }
+    )
     with storage.atomic_dir(config.output_dir, last=(METRICS_FILE,)) as staging:
         save_policy(policy, os.path.join(staging, POLICY_FILE))
         render_preview(sample, views).save(os.path.join(staging, PREVIEW_FILE))
@@ -191,4 +195,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

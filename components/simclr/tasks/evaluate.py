@@ -96,11 +96,11 @@ _HELP = {
     "output_dir": "Where metrics.json, confusion_matrix.json/png, embedding.png, report.md go.",
     "protocols": "Comma-separated subset of knn,linear,finetune.",
     "baseline": "random_init: also evaluate a randomly initialised encoder of the same "
-                "architecture; none: skip.",
+    "architecture; none: skip.",
     "baseline_protocols": "Protocols the baseline runs (those also in --protocols).",
     "label_fractions": "Label subsets to fine-tune on (default: all in the manifest).",
     "max_train_examples": "Use a random N of the train examples (and of each label subset); "
-                          "0: all.",
+    "0: all.",
     "max_test_examples": "Use a random N of the test examples; 0: all.",
     "tensorboard_dir": "Also write the scalars here (run 'eval'; local or gs://).",
     "batch_size": "Batch size for feature extraction.",
@@ -138,7 +138,9 @@ def _names(value: str, flag: str, allowed: tuple[str, ...]) -> list[str]:
     items = [v.strip() for v in str(value or "").split(",") if v.strip()]
     unknown = [v for v in items if v not in allowed]
     if unknown:
-        raise UserError(f"--{flag}: unknown {', '.join(unknown)} (choose from {', '.join(allowed)})")
+        raise UserError(
+            f"--{flag}: unknown {', '.join(unknown)} (choose from {', '.join(allowed)})"
+        )
     return [a for a in allowed if a in items]
 
 
@@ -154,15 +156,25 @@ def _check(config: EvaluateConfig) -> None:
         if not getattr(config, name):
             raise UserError(f"--{name} is required")
     if config.baseline not in BASELINES:
-        raise UserError(f"--baseline must be one of {', '.join(BASELINES)}, got {config.baseline!r}")
+        raise UserError(
+            f"--baseline must be one of {', '.join(BASELINES)}, got {config.baseline!r}"
+        )
     if config.embedding not in EMBEDDINGS:
-        raise UserError(f"--embedding must be one of {', '.join(EMBEDDINGS)}, got {config.embedding!r}")
+        raise UserError(
+            f"--embedding must be one of {', '.join(EMBEDDINGS)}, got {config.embedding!r}"
+        )
     for name in ("max_train_examples", "max_test_examples"):
         value = getattr(config, name)
         if value is not None and int(value) < 0:
             raise UserError(f"--{name} must be >= 0 (0: all), got {value}")
-    positive = ("batch_size", "knn_k", "knn_temperature", "finetune_batch_size",
-                "finetune_learning_rate", "embedding_max_points")
+    positive = (
+        "batch_size",
+        "knn_k",
+        "knn_temperature",
+        "finetune_batch_size",
+        "finetune_learning_rate",
+        "embedding_max_points",
+    )
     for name in positive:
         if not float(getattr(config, name)) > 0:
             raise UserError(f"--{name} must be > 0, got {getattr(config, name)}")
@@ -200,8 +212,10 @@ def _subset_keys(config: EvaluateConfig, manifest: dict[str, Any]) -> list[str]:
     missing = [f"{f:g}" for f in wanted if f not in available]
     if missing or not wanted:
         have = ", ".join(sorted(available.values())) or "none"
-        raise UserError(f"--label_fractions: {', '.join(missing) or 'no'} label subset in "
-                        f"{config.data_dir} (available: {have})")
+        raise UserError(
+            f"--label_fractions: {', '.join(missing) or 'no'} label subset in "
+            f"{config.data_dir} (available: {have})"
+        )
     return [available[f] for f in sorted(set(wanted))]
 
 
@@ -218,20 +232,26 @@ def _load_split(config: EvaluateConfig, split: str, limit: int | None, num_class
         raise UserError(f"{config.data_dir}: split {split!r} is empty")
     bad = (labels < 0) | (labels >= num_classes)
     if bad.any():
-        raise UserError(f"{config.data_dir}: split {split!r} has labels outside [0, {num_classes}) "
-                        f"(e.g. {int(labels[bad][0])})")
+        raise UserError(
+            f"{config.data_dir}: split {split!r} has labels outside [0, {num_classes}) "
+            f"(e.g. {int(labels[bad][0])})"
+        )
     return images, labels
 
 
-def _load_data(config: EvaluateConfig, manifest: dict[str, Any], subset_keys: list[str]) -> ev.EvalData:
+def _load_data(
+    config: EvaluateConfig, manifest: dict[str, Any], subset_keys: list[str]
+) -> ev.EvalData:
     class_names = [str(c) for c in manifest.get("class_names", [])]
     if not class_names:
         raise UserError(f"{storage.join(config.data_dir, data.MANIFEST)}: no class_names")
     n = len(class_names)
     x_train, y_train = _load_split(config, data.TRAIN, config.max_train_examples, n)
     x_test, y_test = _load_split(config, data.TEST, config.max_test_examples, n)
-    subsets = {key: _load_split(config, data.LABEL_PREFIX + key, config.max_train_examples, n)
-               for key in subset_keys}
+    subsets = {
+        key: _load_split(config, data.LABEL_PREFIX + key, config.max_train_examples, n)
+        for key in subset_keys
+    }
     return ev.EvalData(class_names, x_train, y_train, x_test, y_test, subsets)
 
 
@@ -252,9 +272,11 @@ def _random_init_factory(model_config: dict[str, Any], model_dir: str, seed: int
 
     name, width = model_config.get("encoder"), model_config.get("width_multiplier")
     if name not in ENCODERS or not width:
-        raise UserError(f"{model_dir}: config.json lacks a known encoder/width_multiplier "
-                        f"({name!r}, {width!r}) to build the random-init baseline; "
-                        "use --baseline=none")
+        raise UserError(
+            f"{model_dir}: config.json lacks a known encoder/width_multiplier "
+            f"({name!r}, {width!r}) to build the random-init baseline; "
+            "use --baseline=none"
+        )
 
     def make():
         import keras
@@ -267,8 +289,11 @@ def _random_init_factory(model_config: dict[str, Any], model_dir: str, seed: int
 
 def _pretrain_steps(model_dir: str) -> int | None:
     """The global step from pretrain's metrics.json beside (or above) the encoder."""
-    parent = model_dir.rstrip("/").rsplit("/", 1)[0] if storage.is_remote(model_dir) \
+    parent = (
+        model_dir.rstrip("/").rsplit("/", 1)[0]
+        if storage.is_remote(model_dir)
         else os.path.dirname(os.path.abspath(model_dir))
+    )
     for directory in (model_dir, parent):
         uri = storage.join(directory, METRICS_FILE)
         if storage.exists(uri):
@@ -291,8 +316,11 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
     protocols = _names(config.protocols, "protocols", ev.PROTOCOLS)
     if not protocols:
         raise UserError("--protocols is empty")
-    baseline_protocols = [p for p in _names(config.baseline_protocols, "baseline_protocols",
-                                            ev.PROTOCOLS) if p in protocols]
+    baseline_protocols = [
+        p
+        for p in _names(config.baseline_protocols, "baseline_protocols", ev.PROTOCOLS)
+        if p in protocols
+    ]
     options = _options(config)
     manifest = data.load_manifest(config.data_dir)
     subset_keys = _subset_keys(config, manifest) if "finetune" in protocols else []
@@ -306,30 +334,50 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
         baseline_factory = _random_init_factory(model_config, config.model_dir, int(config.seed))
 
     _log.info("evaluating %s: %s", config.model_dir, ", ".join(protocols))
-    result = ev.evaluate_encoder(_pretrained_factory(model), eval_data, protocols, options,
-                                 label_fractions=subset_keys, frozen_model=model)
+    result = ev.evaluate_encoder(
+        _pretrained_factory(model),
+        eval_data,
+        protocols,
+        options,
+        label_fractions=subset_keys,
+        frozen_model=model,
+    )
     metrics: dict[str, Any] = dict(result.metrics)
     if baseline_factory is not None:
         _log.info("random-init baseline: %s", ", ".join(baseline_protocols))
-        baseline = ev.evaluate_encoder(baseline_factory, eval_data, baseline_protocols, options,
-                                       label_fractions=subset_keys)
+        baseline = ev.evaluate_encoder(
+            baseline_factory, eval_data, baseline_protocols, options, label_fractions=subset_keys
+        )
         metrics["baseline"] = baseline.metrics
     test_features = result.test_features
     if test_features is None:  # fine-tuning only: the plot still shows the frozen encoder
         test_features = ev.extract_features(model, eval_data.test_images, options.batch_size)
 
-    metrics.update(_run_info(config, model_config, eval_data, protocols, baseline_factory,
-                             baseline_protocols, result.details))
+    metrics.update(
+        _run_info(
+            config,
+            model_config,
+            eval_data,
+            protocols,
+            baseline_factory,
+            baseline_protocols,
+            result.details,
+        )
+    )
     _write_outputs(config, metrics, eval_data, result, test_features)
     if config.tensorboard_dir:
         write_tensorboard(config.tensorboard_dir, metrics, metrics.get("pretrain_steps") or 0)
-    _log.info("evaluation done in %.1fs: %s", time.perf_counter() - start,
-              {k: v for k, v in metrics.items() if isinstance(v, float)})
+    _log.info(
+        "evaluation done in %.1fs: %s",
+        time.perf_counter() - start,
+        {k: v for k, v in metrics.items() if isinstance(v, float)},
+    )
     return metrics
 
 
-def _run_info(config, model_config, eval_data, protocols, baseline_factory,
-              baseline_protocols, details) -> dict[str, Any]:
+def _run_info(
+    config, model_config, eval_data, protocols, baseline_factory, baseline_protocols, details
+) -> dict[str, Any]:
     info: dict[str, Any] = {
         "num_train": int(len(eval_data.train_labels)),
         "num_test": int(len(eval_data.test_labels)),
@@ -337,7 +385,11 @@ def _run_info(config, model_config, eval_data, protocols, baseline_factory,
         "model_dir": config.model_dir,
         "data_dir": config.data_dir,
         "settings": {
-            **{k: v for k, v in asdict(config).items() if k not in ("data_dir", "model_dir", "output_dir")},
+            **{
+                k: v
+                for k, v in asdict(config).items()
+                if k not in ("data_dir", "model_dir", "output_dir")
+            },
             "protocols_run": protocols,
             "baseline_protocols_run": baseline_protocols if baseline_factory else [],
             **details,
@@ -351,11 +403,14 @@ def _run_info(config, model_config, eval_data, protocols, baseline_factory,
 
 def _confusion(eval_data: ev.EvalData, result: ev.EncoderResult) -> dict[str, Any]:
     """From the linear probe, else kNN, else the largest fine-tuning fraction."""
-    ordered = ["linear", "knn"] + sorted((k for k in result.predictions if k.startswith("finetune_")),
-                                         key=lambda k: -float(k.split("_")[-1]))
+    ordered = ["linear", "knn"] + sorted(
+        (k for k in result.predictions if k.startswith("finetune_")),
+        key=lambda k: -float(k.split("_")[-1]),
+    )
     protocol = next(p for p in ordered if p in result.predictions)
-    matrix = ev.confusion_matrix(eval_data.test_labels, result.predictions[protocol],
-                                 eval_data.num_classes)
+    matrix = ev.confusion_matrix(
+        eval_data.test_labels, result.predictions[protocol], eval_data.num_classes
+    )
     return {
         "class_names": eval_data.class_names,
         "matrix": matrix.tolist(),
@@ -370,15 +425,27 @@ def _write_outputs(config, metrics, eval_data, result, test_features) -> None:
     with storage.atomic_dir(config.output_dir, last=(METRICS_FILE,)) as staging:
         with open(os.path.join(staging, CONFUSION_JSON), "w") as f:
             json.dump(confusion, f, indent=2)
-        rp.save_confusion_png(np.asarray(confusion["matrix"]), eval_data.class_names,
-                              os.path.join(staging, CONFUSION_PNG),
-                              f"Confusion matrix ({confusion['protocol']})")
-        rp.save_embedding_png(points, labels, eval_data.class_names,
-                              os.path.join(staging, EMBEDDING_PNG),
-                              f"Test-set embedding ({_METHOD_NAMES[config.embedding]}, {len(labels)} images)")
-        text = rp.render_report(metrics, class_names=eval_data.class_names, confusion=confusion,
-                                embedding_png=EMBEDDING_PNG, confusion_png=CONFUSION_PNG,
-                                settings=metrics["settings"])
+        rp.save_confusion_png(
+            np.asarray(confusion["matrix"]),
+            eval_data.class_names,
+            os.path.join(staging, CONFUSION_PNG),
+            f"Confusion matrix ({confusion['protocol']})",
+        )
+        rp.save_embedding_png(
+            points,
+            labels,
+            eval_data.class_names,
+            os.path.join(staging, EMBEDDING_PNG),
+            f"Test-set embedding ({_METHOD_NAMES[config.embedding]}, {len(labels)} images)",
+        )
+        text = rp.render_report(
+            metrics,
+            class_names=eval_data.class_names,
+            confusion=confusion,
+            embedding_png=EMBEDDING_PNG,
+            confusion_png=CONFUSION_PNG,
+            settings=metrics["settings"],
+        )
         with open(os.path.join(staging, REPORT_MD), "w") as f:
             f.write(text)
         with open(os.path.join(staging, METRICS_FILE), "w") as f:

@@ -1,7 +1,7 @@
 """prepare_data: CIFAR-10 archive -> sharded TFRecords, labelled subsets, manifest.json.
 
-    python -m simclr.tasks.prepare_data --source=URI --output_dir=DIR [--sha256=HEX]
-        [--num_shards=16] [--label_fractions=0.01,0.1] [--seed=0] [--cache_dir=DIR]
+python -m simclr.tasks.prepare_data --source=URI --output_dir=DIR [--sha256=HEX]
+    [--num_shards=16] [--label_fractions=0.01,0.1] [--seed=0] [--cache_dir=DIR]
 """
 
 from __future__ import annotations
@@ -38,10 +38,16 @@ def define_flags() -> None:
         cifar.DEFAULT_SOURCE,
         "CIFAR-10 archive (binary or python layout): https:// URL, gs:// URI or local path.",
     )
-    flags.DEFINE_string("output_dir", None, "Where to write the TFRecords and manifest.json (path or gs://).")
+    flags.DEFINE_string(
+        "output_dir", None, "Where to write the TFRecords and manifest.json (path or gs://)."
+    )
     flags.DEFINE_string("sha256", None, "Expected sha256 of the archive (checked when given).")
-    flags.DEFINE_integer("num_shards", 16, "Training shards; the test split gets max(1, num_shards // 5).")
-    flags.DEFINE_list("label_fractions", ["0.01", "0.1"], "Class-balanced labelled subsets of train.")
+    flags.DEFINE_integer(
+        "num_shards", 16, "Training shards; the test split gets max(1, num_shards // 5)."
+    )
+    flags.DEFINE_list(
+        "label_fractions", ["0.01", "0.1"], "Class-balanced labelled subsets of train."
+    )
     flags.DEFINE_integer("seed", 0, "Seed for choosing the labelled subsets.")
     flags.DEFINE_string(
         "cache_dir", None, "Download cache (default: $SIMCLR_CACHE_DIR or ~/.cache/simclr-kfp)."
@@ -63,7 +69,7 @@ def config_from_flags(values: flags.FlagValues) -> PrepareDataConfig:
 
 
 def parse_fractions(value: Any) -> tuple[float, ...]:
-    """"0.01,0.1" or a sequence of numbers/strings -> sorted unique floats in (0, 1]."""
+    """ "0.01,0.1" or a sequence of numbers/strings -> sorted unique floats in (0, 1]."""
     items = value.split(",") if isinstance(value, str) else list(value)
     try:
         fractions = sorted({float(str(v).strip()) for v in items if str(v).strip()})
@@ -90,10 +96,14 @@ def run(config: PrepareDataConfig) -> dict[str, Any]:
     source_entry = cifar.verify(config.source, path, config.sha256)
     archive = cifar.read_archive(path)
     source_entry["layout"] = archive.layout
-    _log.info("read %s (%s layout) in %.1fs", config.source, archive.layout, time.perf_counter() - start)
+    _log.info(
+        "read %s (%s layout) in %.1fs", config.source, archive.layout, time.perf_counter() - start
+    )
     train_shards = int(config.num_shards)
     if train_shards > len(archive.train_labels):
-        raise UserError(f"--num_shards {train_shards} exceeds the {len(archive.train_labels)} training images")
+        raise UserError(
+            f"--num_shards {train_shards} exceeds the {len(archive.train_labels)} training images"
+        )
     test_shards = min(max(1, train_shards // 5), len(archive.test_labels))
 
     with storage.atomic_dir(config.output_dir, last=(data.MANIFEST,)) as staging:

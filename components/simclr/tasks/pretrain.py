@@ -55,8 +55,12 @@ _HELP = {
     "num_cpu_devices": "split the CPU into N logical devices (testing distribution); 0: off",
     "seed": "seed of shuffling, augmentation and initialisation",
 }
-_ENUMS = {"strategy": STRATEGIES, "precision": PRECISIONS, "jit_compile": JIT_CHOICES,
-          "lr_scaling": LR_SCALINGS}
+_ENUMS = {
+    "strategy": STRATEGIES,
+    "precision": PRECISIONS,
+    "jit_compile": JIT_CHOICES,
+    "lr_scaling": LR_SCALINGS,
+}
 
 
 def define_flags() -> None:
