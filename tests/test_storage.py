@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from simclr import storage
 from simclr.errors import UserError
+from simclr.storage import files
 
 
 @pytest.fixture(params=["local", "gcs"])
@@ -123,7 +124,7 @@ def test_localize_dir_caches_by_size_and_md5(tmp_path, gcs_bucket, monkeypatch):
 def _record_publish_order(monkeypatch) -> list[str]:
     """Spy on the last step of publishing (os.replace locally, upload_file for gs)."""
     order: list[str] = []
-    real_replace, real_upload = os.replace, storage.upload_file
+    real_replace, real_upload = os.replace, files.upload_file
 
     def replace(src, dst, **kw):
         order.append(os.path.basename(dst))
@@ -133,8 +134,8 @@ def _record_publish_order(monkeypatch) -> list[str]:
         order.append(uri.rsplit("/", 1)[-1])
         return real_upload(local, uri)
 
-    monkeypatch.setattr(storage.os, "replace", replace)
-    monkeypatch.setattr(storage, "upload_file", upload)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(files, "upload_file", upload)
     return order
 
 

@@ -1,0 +1,168 @@
+"""``gs://bucket/key`` through google-cloud-storage.
+
+Never TensorFlow's own gs:// file system: only the client library can be pointed at an
+emulator (``STORAGE_EMULATOR_HOST``). Transient errors (429/5xx, connection resets,
+timeouts) are retried with exponential backoff; 404/403 fail at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from simclr.errors import UserError
+from simclr.storage.base import ObjectInfo, ObjectStore
+from simclr.storage.local import atomic_local_write, local_errors
+from simclr.storage.uri import dir_prefix, split
+
+
+def _retry():
+    """Storage's own transient-error predicate, with a quicker first backoff.
+
+    Every call we make passes this explicitly. For uploads that is a deliberate
+    choice: the library only retries uploads carrying ``if_generation_match``, but our
+    uploads are whole-object overwrites with deterministic content (last writer wins),
+    so repeating one after an ambiguous failure cannot corrupt anything.
+    """
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_delay(initial=0.5, maximum=16.0, multiplier=2.0).with_timeout(120.0)
+
+
+@functools.cache
+def _client_for(pid: int, emulator_host: str | None, project: str | None):
+    """One client per process (pid) and endpoint; the library reads the emulator env."""
+    del pid  # only part of the cache key: clients must not cross fork()
+    from google.cloud import storage
+
+    if emulator_host:
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project="test", credentials=AnonymousCredentials())
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        return storage.Client(project=project)
+    except DefaultCredentialsError as e:
+        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"gs:// access needs Google Cloud credentials: {first_line}") from e
+
+
+def _client():
+    return _client_for(
+        os.getpid(),
+        os.environ.get("STORAGE_EMULATOR_HOST") or None,
+        os.environ.get("GOOGLE_CLOUD_PROJECT") or None,
+    )
+
+
+def _blob(uri: str):
+    bucket, key = split(uri)
+    if not key:
+        raise UserError(f"{uri}: URI names a bucket, not an object")
+    return _client().bucket(bucket).blob(key)
+
+
+def _bucket_exists(bucket: str) -> bool | None:
+    """Whether the bucket exists; None when we may not ask (403)."""
+    from google.api_core import exceptions as gexc
+
+    try:
+        return _client().bucket(bucket).exists(retry=_retry())
+    except gexc.Forbidden:
+        return None
+
+
+@contextlib.contextmanager
+def _errors(uri: str, *, missing_ok: bool = False) -> Iterator[None]:
+    """Turn permanent google-cloud-storage errors into one-line UserErrors."""
+    from google.api_core import exceptions as gexc
+
+    try:
+        yield
+    except gexc.NotFound as e:
+        if missing_ok:
+            return
+        bucket, _ = split(uri)
+        if _bucket_exists(bucket) is False:
+            raise UserError(f"{uri}: bucket '{bucket}' does not exist") from e
+        raise UserError(f"{uri}: not found") from e
+    except (gexc.Forbidden, gexc.Unauthorized) as e:
+        raise UserError(f"{uri}: permission denied") from e
+
+
+class GcsStore(ObjectStore):
+    def read_bytes(self, uri: str) -> bytes:
+        with _errors(uri):
+            return _blob(uri).download_as_bytes(retry=_retry())
+
+    def read_from(self, uri: str, start: int) -> bytes:
+        with _errors(uri):
+            return _blob(uri).download_as_bytes(start=start, retry=_retry())
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        with _errors(uri):
+            _blob(uri).upload_from_string(bytes(data), retry=_retry())
+
+    def upload_file(self, local: str, uri: str) -> None:
+        with _errors(uri), local_errors(local):
+            _blob(uri).upload_from_filename(local, retry=_retry())
+
+    def download_file(self, uri: str, local: str) -> None:
+        blob = _blob(uri)
+        with _errors(uri):
+            atomic_local_write(local, lambda f: blob.download_to_file(f, retry=_retry()))
+
+    def _blobs(self, uri: str) -> dict[str, Any]:
+        bucket, key = split(uri)
+        prefix = dir_prefix(key)
+        with _errors(uri):
+            blobs = list(_client().list_blobs(bucket, prefix=prefix, retry=_retry()))
+        # "dir/" placeholder objects (made by some tools) are not files
+        return {b.name[len(prefix) :]: b for b in blobs if not b.name.endswith("/")}
+
+    def list(self, uri: str) -> dict[str, ObjectInfo]:
+        return {rel: ObjectInfo(b.size, b.md5_hash) for rel, b in self._blobs(uri).items()}
+
+    def is_file(self, uri: str) -> bool:
+        _, key = split(uri)
+        with _errors(uri, missing_ok=True):
+            return bool(key) and _blob(uri).exists(retry=_retry())
+        return False
+
+    def exists(self, uri: str) -> bool:
+        from google.api_core import exceptions as gexc
+
+        bucket, key = split(uri)
+        try:
+            if key and _client().bucket(bucket).blob(key).exists(retry=_retry()):
+                return True
+            blobs = _client().list_blobs(
+                bucket, prefix=dir_prefix(key), max_results=1, retry=_retry()
+            )
+            return any(True for _ in blobs)
+        except gexc.NotFound:
+            return False
+
+    def delete(self, uri: str) -> None:
+        with _errors(uri, missing_ok=True):
+            _blob(uri).delete(retry=_retry())
+
+    def delete_prefix(self, uri: str) -> None:
+        try:
+            blobs = self._blobs(uri)
+        except UserError:
+            if _bucket_exists(split(uri)[0]) is False:
+                return
+            raise
+        for rel, blob in blobs.items():
+            with _errors(f"{uri.rstrip('/')}/{rel}", missing_ok=True):
+                blob.delete(retry=_retry())
+
+    def check_writable_location(self, uri: str) -> None:
+        bucket, _ = split(uri)
+        if _bucket_exists(bucket) is False:
+            raise UserError(f"{uri}: bucket '{bucket}' does not exist")
