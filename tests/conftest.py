@@ -2,4 +2,5 @@
 
 from tests.fixtures_data import *  # noqa: F401,F403
 from tests.fixtures_gcs import *  # noqa: F401,F403
+from tests.fixtures_s3 import *  # noqa: F401,F403
 from tests.fixtures_train import *  # noqa: F401,F403

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import http.client
-import http.server
 import os
 import re
-import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 
 import pytest
@@ -16,13 +12,15 @@ from simclr import storage
 from simclr.errors import UserError
 from simclr.storage import files
 
+from tests.fixtures_proxy import FaultProxy
 
-@pytest.fixture(params=["local", "gcs"])
+
+@pytest.fixture(params=["local", "gcs", "s3"])
 def root(request, tmp_path) -> str:
-    """A fresh directory: a local path, or a prefix in a fresh emulator bucket."""
+    """A fresh directory: a local path, or a prefix in a fresh bucket (GCS emulator, S3)."""
     if request.param == "local":
         return str(tmp_path / "root")
-    return storage.join(request.getfixturevalue("gcs_bucket"), "some/prefix")
+    return storage.join(request.getfixturevalue(f"{request.param}_bucket"), "some/prefix")
 
 
 def _make_tree(base) -> dict[str, bytes]:
@@ -253,84 +251,11 @@ def test_bad_uris_are_user_errors(tmp_path):
 _OBJECT_PATH = re.compile(r"/b/[^/?]+/o([/?]|$)")
 
 
-class _FlakyProxy(http.server.ThreadingHTTPServer):
-    """Forwards HTTP to the emulator, answering 503 to the first ``fail_first`` object
-    requests and recording what every object request got."""
-
-    daemon_threads = True
-
-    def __init__(self, upstream: str, fail_first: int) -> None:
-        super().__init__(("127.0.0.1", 0), _FlakyHandler)
-        self.upstream = urllib.parse.urlparse(upstream)
-        self.fail_first = fail_first
-        self.fail_method: str | None = None  # only fail requests with this method
-        self.requests: list[tuple[str, int, str]] = []  # (method, status, path) seen
-        self.lock = threading.Lock()
-
-    def handle_error(self, request, client_address) -> None:
-        pass  # clients dropping idle keep-alive connections is normal
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _FlakyHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _FlakyProxy
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def _handle(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        is_object = bool(_OBJECT_PATH.search(self.path))
-        with self.server.lock:
-            fail = (
-                is_object
-                and self.server.fail_first > 0
-                and self.server.fail_method in (None, self.command)
-            )
-            self.server.fail_first -= fail
-        if fail:
-            status, headers, payload = 503, [("Content-Type", "text/plain")], b"try again"
-        else:
-            status, headers, payload = self._forward(body)
-        if is_object:
-            self.server.requests.append((self.command, status, self.path))
-        self.send_response(status)
-        upstream, me = self.server.upstream.netloc, urllib.parse.urlparse(self.server.url).netloc
-        for key, value in headers:
-            if key.lower() == "location":  # keep resumable-upload sessions on the proxy
-                value = value.replace(upstream, me)
-            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def _forward(self, body: bytes):
-        up = self.server.upstream
-        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=30)
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-        conn.request(self.command, self.path, body=body or None, headers=headers)
-        resp = conn.getresponse()
-        result = resp.status, resp.getheaders(), resp.read()
-        conn.close()
-        return result
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
-
-
 @pytest.fixture
-def flaky_proxy(gcs_emulator, monkeypatch) -> Iterator[_FlakyProxy]:
-    proxy = _FlakyProxy(gcs_emulator, fail_first=0)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)  # a new cached client
-    yield proxy
-    proxy.shutdown()
-    proxy.server_close()
+def flaky_proxy(gcs_emulator, monkeypatch) -> Iterator[FaultProxy]:
+    with FaultProxy(gcs_emulator, lambda _method, path: bool(_OBJECT_PATH.search(path))) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)  # a new cached client
+        yield proxy
 
 
 def test_transient_errors_are_retried(gcs_bucket, flaky_proxy):

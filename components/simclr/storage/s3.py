@@ -49,16 +49,23 @@ def _client_for(pid: int, aws_env: tuple[tuple[str, str], ...]):
     """One client per process and AWS configuration (boto3 reads the env itself)."""
     del pid, aws_env  # cache key only: clients must not cross fork(); env changes = new client
     import boto3
+    import botocore.session
     from botocore import exceptions as bexc
     from botocore.config import Config
 
-    config = Config(
-        connect_timeout=CONNECT_TIMEOUT_S,
-        read_timeout=READ_TIMEOUT_S,
-        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
-    )
     try:
-        session = boto3.session.Session()
+        core = botocore.session.get_session()
+        # Our retry defaults, unless the user set them the AWS way (AWS_MAX_ATTEMPTS,
+        # AWS_RETRY_MODE or the config file).
+        config = Config(
+            connect_timeout=CONNECT_TIMEOUT_S,
+            read_timeout=READ_TIMEOUT_S,
+            retries={
+                "mode": core.get_config_variable("retry_mode") or "standard",
+                "max_attempts": core.get_config_variable("max_attempts") or MAX_ATTEMPTS,
+            },
+        )
+        session = boto3.session.Session(botocore_session=core)
         client = session.client("s3", config=config)
         if "amazonaws.com" not in client.meta.endpoint_url:
             # MinIO & co: path-style URLs, and checksums only where the API requires
