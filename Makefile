@@ -62,9 +62,9 @@ run-docker: $(STAMP)
 submit: compile
 	$(PY) -m simclr_pipeline.cli submit --package=$(PIPELINE_YAML)
 
-## tensorboard  start TensorBoard on a run's log directory (LOGDIR=local path or gs://...)
+## tensorboard  start TensorBoard on a run's log directory (LOGDIR=local path, gs://... or s3://...); follows a run while it trains
 tensorboard: $(STAMP)
-	$(VENV)/bin/tensorboard --logdir=$(LOGDIR) --host=127.0.0.1 --port=$${PORT:-6006}
+	$(PY) -m simclr.tensorboard_follow --logdir=$(LOGDIR) --host=127.0.0.1 --port=$${PORT:-6006}
 
 ## bench        print the performance table (one JSON object per line)
 bench: $(STAMP)

@@ -113,7 +113,7 @@ def verify(source: str, path: str, sha256: str | None) -> dict[str, str]:
 
 
 def fetch(source: str, cache_dir: str | None = None, sha256: str | None = None) -> str:
-    """A local path of the archive: local as is; https/http/gs:// downloaded into a cache.
+    """A local path of the archive: local as is; https/http/gs/s3:// downloaded into a cache.
 
     The cache is keyed by the expected checksum (the official MD5, else --sha256), or by
     the URI when no checksum is known; a cached copy is reused only if it verifies.
@@ -124,10 +124,11 @@ def fetch(source: str, cache_dir: str | None = None, sha256: str | None = None) 
         if not os.path.isfile(source):
             raise UserError(f"--source {source}: no such file")
         return source
-    scheme = source.split("://", 1)[0].lower()
-    if scheme not in ("https", "http", "gs"):
+    scheme = source.split("://", 1)[0]
+    if scheme.lower() not in ("https", "http") and scheme not in storage.REMOTE_STORES:
+        stores = ", ".join(f"{s}://" for s in storage.REMOTE_STORES)
         raise UserError(
-            f"--source {source}: unsupported scheme {scheme}:// (use https://, gs:// or a path)"
+            f"--source {source}: unsupported scheme {scheme}:// (use https://, {stores} or a path)"
         )
     name = posixpath.basename(source.split("?", 1)[0].rstrip("/")) or "archive.tar.gz"
     expected = check_sha256_flag(sha256)
@@ -145,7 +146,7 @@ def fetch(source: str, cache_dir: str | None = None, sha256: str | None = None) 
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=os.path.dirname(path))
     os.close(fd)
     try:
-        if scheme == "gs":
+        if scheme in storage.REMOTE_STORES:
             _log.info("downloading %s", source)
             storage.download_file(source, tmp)
         else:

@@ -34,6 +34,7 @@ from simclr.storage.files import (
     write_json,
     write_text,
 )
+from simclr.storage.follow import LogFollower
 from simclr.storage.mirror import DirectoryMirror
 from simclr.storage.publish import DEFAULT_LAST, atomic_dir
 from simclr.storage.uri import (
@@ -54,6 +55,7 @@ __all__ = [
     "S3_PREFIX",
     "SUPPORTED",
     "DirectoryMirror",
+    "LogFollower",
     "atomic_dir",
     "copy",
     "default_cache_root",
