@@ -287,3 +287,27 @@ def test_20mb_resumable_upload_survives_a_failed_chunk(gcs_bucket, flaky_proxy, 
     assert (tmp_path / "back").read_bytes() == data
     sent = [(m, s) for m, s, path in flaky_proxy.requests if "uploadType=resumable" in path]
     assert sent[:2] == [("POST", 200), ("PUT", 503)] and sent[-1][1] == 200
+
+
+def test_log_follower_appends_to_the_open_file_and_renames_new_ones(root, tmp_path):
+    """TensorBoard keeps event files open: a grown file must grow in place (same inode)."""
+    storage.write_bytes(storage.join(root, "run/events.out.tfevents.1"), b"first")
+    follower = storage.LogFollower(root, str(tmp_path / "work"), interval_s=3600)
+    follower.start()
+    try:
+        local = tmp_path / "work/logs/run/events.out.tfevents.1"
+        assert local.read_bytes() == b"first"
+        with open(local, "rb") as reader:  # like TensorBoard's loader
+            assert reader.read() == b"first"
+            inode = os.stat(local).st_ino
+            storage.write_bytes(storage.join(root, "run/events.out.tfevents.1"), b"first+more")
+            storage.write_bytes(storage.join(root, "eval/events.out.tfevents.2"), b"new")
+            assert follower.sync() == 2 and follower.sync() == 0
+            assert reader.read() == b"+more"  # the open handle sees the new events
+        assert os.stat(local).st_ino == inode
+        assert storage.list_files(str(tmp_path / "work/logs")) == [
+            "eval/events.out.tfevents.2",
+            "run/events.out.tfevents.1",
+        ]
+    finally:
+        follower.stop()

@@ -198,3 +198,17 @@ def test_multipart_upload_survives_a_failed_part(s3_bucket, s3_proxy, tmp_path, 
     parts = [(m, s) for m, s, path in s3_proxy.requests if "partNumber=" in path]
     assert ("PUT", 503) in parts and parts.count(("PUT", 200)) == 2  # 8 MB parts
     assert storage.list_files(s3_bucket) == ["big/blob"]
+
+
+def test_make_tensorboard_on_a_missing_bucket_is_one_line(s3_server):
+    uri = "s3://no-such-bucket-xyz/tb"
+    result = subprocess.run(
+        ["make", "-s", "tensorboard", f"LOGDIR={uri}", f"PORT={free_port()}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {uri}: bucket 'no-such-bucket-xyz' does not exist"], result.stderr
