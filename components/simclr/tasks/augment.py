@@ -80,9 +80,9 @@ _POLICY_HELP = {
     "blur_kernel_fraction": "Gaussian blur kernel size as a fraction of the side (default 0.1).",
 }
 _HELP = {
-    "data_dir": "prepare_data output (local or gs://).",
-    "output_dir": "Where policy.json, preview.png and metrics.json go (local or gs://).",
-    "policy": "Start from this policy.json (local or gs://) instead of the defaults.",
+    "data_dir": "prepare_data output (local, gs:// or s3://).",
+    "output_dir": "Where policy.json, preview.png and metrics.json go (local, gs:// or s3://).",
+    "policy": "Start from this policy.json (local, gs:// or s3://) instead of the defaults.",
     **_POLICY_HELP,
     "num_preview_images": "Rows in preview.png (train images, in file order).",
     "views_per_image": "Augmented views per row of preview.png.",

@@ -6,7 +6,7 @@
         [--max_train_examples=N] [--max_test_examples=N] [--tensorboard_dir=URI] ...
 
 ``--model_dir`` is pretrain's ``--output_dir`` or the ``encoder/`` inside it. Every
-directory may be local or gs://. Protocols are described in ``simclr.evaluate``.
+directory may be local, gs:// or s3://. Protocols are described in ``simclr.evaluate``.
 
 Baseline rule: ``--baseline=random_init`` (the default) evaluates a randomly
 initialised encoder of the same architecture (``config.json``: encoder, width;
@@ -91,7 +91,7 @@ class EvaluateConfig:
 
 
 _HELP = {
-    "data_dir": "prepare_data output (local or gs://).",
+    "data_dir": "prepare_data output (local, gs:// or s3://).",
     "model_dir": "pretrain's --output_dir, or the encoder/ directory inside it.",
     "output_dir": "Where metrics.json, confusion_matrix.json/png, embedding.png, report.md go.",
     "protocols": "Comma-separated subset of knn,linear,finetune.",
@@ -102,7 +102,7 @@ _HELP = {
     "max_train_examples": "Use a random N of the train examples (and of each label subset); "
     "0: all.",
     "max_test_examples": "Use a random N of the test examples; 0: all.",
-    "tensorboard_dir": "Also write the scalars here (run 'eval'; local or gs://).",
+    "tensorboard_dir": "Also write the scalars here (run 'eval'; local, gs:// or s3://).",
     "batch_size": "Batch size for feature extraction.",
     "knn_k": "Neighbours for the kNN classifier.",
     "knn_temperature": "kNN vote weight exp(sim / T).",
@@ -471,7 +471,7 @@ def _is_metric(key: str, value: Any) -> bool:
 
 
 def write_tensorboard(tensorboard_dir: str, metrics: dict[str, Any], step: int) -> None:
-    """Writes the scalars to run ``eval`` under ``tensorboard_dir`` (uploaded for gs://)."""
+    """Writes the scalars to run ``eval`` under ``tensorboard_dir`` (uploaded for gs:// and s3://)."""
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory(prefix="simclr-eval-tb-") as tmp:

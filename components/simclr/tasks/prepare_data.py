@@ -36,10 +36,10 @@ def define_flags() -> None:
     flags.DEFINE_string(
         "source",
         cifar.DEFAULT_SOURCE,
-        "CIFAR-10 archive (binary or python layout): https:// URL, gs:// URI or local path.",
+        "CIFAR-10 archive (binary or python layout): https:// URL, gs:// or s3:// URI, or local path.",
     )
     flags.DEFINE_string(
-        "output_dir", None, "Where to write the TFRecords and manifest.json (path or gs://)."
+        "output_dir", None, "Where to write the TFRecords and manifest.json (path, gs:// or s3://)."
     )
     flags.DEFINE_string("sha256", None, "Expected sha256 of the archive (checked when given).")
     flags.DEFINE_integer(

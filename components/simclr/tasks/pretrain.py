@@ -24,8 +24,8 @@ from simclr.train_config import (
 __all__ = ["PretrainConfig", "config_from_flags", "define_flags", "main", "run"]
 
 _HELP = {
-    "data_dir": "prepare_data output (local or gs://)",
-    "output_dir": "where encoder/, config.json and metrics.json go (local or gs://)",
+    "data_dir": "prepare_data output (local, gs:// or s3://)",
+    "output_dir": "where encoder/, config.json and metrics.json go (local, gs:// or s3://)",
     "policy": "augmentation policy.json from the augment task; empty: SimCLR CIFAR-10 defaults",
     "tensorboard_dir": "TensorBoard log URI, mirrored while training; empty: OUTPUT_DIR/tensorboard",
     "checkpoint_dir": "checkpoint URI; empty: OUTPUT_DIR/checkpoints",
@@ -51,7 +51,7 @@ _HELP = {
     "monitor_queries": "test images used as kNN monitor queries",
     "log_every_steps": "console progress line and TensorBoard scalars every N steps",
     "tensorboard_sync_seconds": "seconds between uploads of the TensorBoard logs",
-    "cache_dir": "local cache for gs:// data and checkpoints; empty: ~/.cache/simclr-kfp",
+    "cache_dir": "local cache for gs:// / s3:// data and checkpoints; empty: ~/.cache/simclr-kfp",
     "num_cpu_devices": "split the CPU into N logical devices (testing distribution); 0: off",
     "seed": "seed of shuffling, augmentation and initialisation",
 }
