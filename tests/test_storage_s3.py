@@ -103,21 +103,40 @@ def test_etag_gives_md5_so_localize_keeps_unchanged_files(s3_bucket, tmp_path, m
     assert os.stat(os.path.join(local, "b")).st_ino == inode
 
 
-@pytest.fixture
-def bad_credentials_server(monkeypatch) -> Iterator[str]:
-    """A second moto server that checks credentials (it knows no access key at all)."""
-    proc, endpoint = start_moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+@pytest.fixture(scope="module")
+def auth_server() -> Iterator[dict[str, str]]:
+    """A second moto server that checks credentials and permissions. Its first three
+    requests go unchecked: they make a bucket and a user with a key but no permission."""
+    import boto3
+
+    proc, endpoint = start_moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
+    try:
+        setup = {"endpoint_url": endpoint, "region_name": "us-east-1"}
+        setup |= {"aws_access_key_id": "AKIASETUP", "aws_secret_access_key": "setup"}
+        iam = boto3.client("iam", **setup)
+        iam.create_user(UserName="nobody")
+        key = iam.create_access_key(UserName="nobody")["AccessKey"]
+        boto3.client("s3", **setup).create_bucket(Bucket="locked")
+        yield {
+            "endpoint": endpoint,
+            "key_id": key["AccessKeyId"],
+            "secret": key["SecretAccessKey"],
+        }
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _use(monkeypatch, endpoint: str, key_id: str, secret: str) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    yield endpoint
-    proc.kill()
-    proc.wait(timeout=10)
 
 
-def test_wrong_credentials_give_one_line(bad_credentials_server, tmp_path):
-    uri = "s3://bucket/x.json"
+def test_wrong_credentials_give_one_line(auth_server, monkeypatch, tmp_path):
+    _use(monkeypatch, auth_server["endpoint"], "AKIAWRONGWRONGWRONG1", "wrong")
+    uri = "s3://locked/x.json"
     message = f"^{uri}: the S3 endpoint rejected the credentials \\(InvalidAccessKeyId\\)$"
     for call in [
         lambda: storage.read_json(uri),
@@ -128,8 +147,24 @@ def test_wrong_credentials_give_one_line(bad_credentials_server, tmp_path):
         with pytest.raises(UserError, match=message):
             call()
         assert time.monotonic() - start < 2.0
-    with pytest.raises(UserError, match="^s3://bucket: the S3 endpoint rejected the credentials"):
-        storage.list_files("s3://bucket")
+    with pytest.raises(UserError, match="^s3://locked: the S3 endpoint rejected the credentials"):
+        storage.list_files("s3://locked")
+
+
+def test_denied_requests_give_one_line(auth_server, monkeypatch, tmp_path):
+    _use(monkeypatch, auth_server["endpoint"], auth_server["key_id"], auth_server["secret"])
+    uri = "s3://locked/x.json"
+    for call in [
+        lambda: storage.read_json(uri),
+        lambda: storage.write_json(uri, {}),
+        lambda: storage.download_file(uri, str(tmp_path / "x")),  # HEAD: a 403 without body
+        lambda: storage.list_files("s3://locked/x.json"),
+    ]:
+        start = time.monotonic()
+        with pytest.raises(UserError, match=f"^{uri}: permission denied$"):
+            call()
+        assert time.monotonic() - start < 2.0
+    assert not (tmp_path / "x").exists()
 
 
 def test_no_credentials_at_all_give_one_line(s3_server, monkeypatch, tmp_path):
