@@ -20,7 +20,7 @@ from simclr.train_config import PREEMPTED_EXIT_CODE
 from tests.fixtures_gcs import free_port
 from tests.fixtures_train import REPO, read_scalars
 
-EPOCHS = 30
+EPOCHS = 20
 TOTAL_STEPS = 6 * EPOCHS  # 200 images, batch 32: 6 steps per epoch
 
 
