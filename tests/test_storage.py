@@ -23,6 +23,12 @@ def root(request, tmp_path) -> str:
     return storage.join(request.getfixturevalue(f"{request.param}_bucket"), "some/prefix")
 
 
+@pytest.fixture(params=["gcs", "s3"])
+def bucket(request) -> str:
+    """A fresh bucket, in the GCS emulator or on the S3 server."""
+    return request.getfixturevalue(f"{request.param}_bucket")
+
+
 def _make_tree(base) -> dict[str, bytes]:
     files = {"a.txt": b"alpha", "sub/b.bin": bytes(range(256)), "sub/deeper/c": b""}
     for rel, data in files.items():
@@ -76,30 +82,39 @@ def test_local_write_is_atomic_and_leaves_no_temp(tmp_path):
     assert storage.read_bytes(path) == b"new"
 
 
-def test_upload_download_dir_and_copy(tmp_path, gcs_bucket):
+def test_upload_download_dir_and_copy(tmp_path, bucket):
     files = _make_tree(tmp_path / "src")
-    remote = storage.join(gcs_bucket, "tree")
+    remote = storage.join(bucket, "tree")
     storage.upload_dir(str(tmp_path / "src"), remote)
     assert storage.list_files(remote) == sorted(files)
     storage.download_dir(remote, str(tmp_path / "back"))
     for rel, data in files.items():
         assert (tmp_path / "back" / rel).read_bytes() == data
     # files across every combination, then a whole directory gs -> gs -> local
-    storage.copy(str(tmp_path / "src/a.txt"), storage.join(gcs_bucket, "one/a.txt"))
-    storage.copy(storage.join(gcs_bucket, "one/a.txt"), storage.join(gcs_bucket, "two/a.txt"))
-    storage.copy(storage.join(gcs_bucket, "two/a.txt"), str(tmp_path / "a_copy.txt"))
+    storage.copy(str(tmp_path / "src/a.txt"), storage.join(bucket, "one/a.txt"))
+    storage.copy(storage.join(bucket, "one/a.txt"), storage.join(bucket, "two/a.txt"))
+    storage.copy(storage.join(bucket, "two/a.txt"), str(tmp_path / "a_copy.txt"))
     storage.copy(str(tmp_path / "a_copy.txt"), str(tmp_path / "a_copy2.txt"))
     assert (tmp_path / "a_copy2.txt").read_bytes() == b"alpha"
-    storage.copy(remote, storage.join(gcs_bucket, "tree2"))
-    storage.copy(storage.join(gcs_bucket, "tree2"), str(tmp_path / "tree2"))
+    storage.copy(remote, storage.join(bucket, "tree2"))
+    storage.copy(storage.join(bucket, "tree2"), str(tmp_path / "tree2"))
     assert storage.list_files(str(tmp_path / "tree2")) == sorted(files)
     assert (tmp_path / "tree2/sub/b.bin").read_bytes() == files["sub/b.bin"]
 
 
-def test_localize_dir_caches_by_size_and_md5(tmp_path, gcs_bucket, monkeypatch):
+def test_copy_between_gcs_and_s3(tmp_path, gcs_bucket, s3_bucket):
+    files = _make_tree(tmp_path / "src")
+    storage.upload_dir(str(tmp_path / "src"), storage.join(gcs_bucket, "t"))
+    storage.copy(storage.join(gcs_bucket, "t"), storage.join(s3_bucket, "t"))
+    storage.copy(storage.join(s3_bucket, "t/sub/b.bin"), storage.join(gcs_bucket, "b.bin"))
+    assert storage.list_files(storage.join(s3_bucket, "t")) == sorted(files)
+    assert storage.read_bytes(storage.join(gcs_bucket, "b.bin")) == files["sub/b.bin"]
+
+
+def test_localize_dir_caches_by_size_and_md5(tmp_path, bucket, monkeypatch):
     src = tmp_path / "src"
     _make_tree(src)
-    remote = storage.join(gcs_bucket, "data")
+    remote = storage.join(bucket, "data")
     storage.upload_dir(str(src), remote)
     assert storage.localize_dir(str(src)) == str(src)  # local: no-op
 
@@ -179,10 +194,10 @@ def test_directory_mirror_uploads_only_new_or_changed(tmp_path, root):
     assert storage.DirectoryMirror(str(local), root).sync() == 0
 
 
-def test_directory_mirror_thread_and_final_sync(tmp_path, gcs_bucket):
+def test_directory_mirror_thread_and_final_sync(tmp_path, bucket):
     local = tmp_path / "ckpt"
     local.mkdir()
-    remote = storage.join(gcs_bucket, "ckpt")
+    remote = storage.join(bucket, "ckpt")
     with storage.DirectoryMirror(str(local), remote, interval_s=0.05) as mirror:
         (local / "early").write_bytes(b"e")
         deadline = time.monotonic() + 10
@@ -196,16 +211,16 @@ def test_directory_mirror_thread_and_final_sync(tmp_path, gcs_bucket):
     assert mirror._thread is None
 
 
-def test_directory_mirror_can_delete_removed(tmp_path, gcs_bucket):
+def test_directory_mirror_can_delete_removed(tmp_path, bucket):
     local = tmp_path / "ckpt"
     local.mkdir()
     (local / "old").write_bytes(b"o")
-    mirror = storage.DirectoryMirror(str(local), gcs_bucket, delete_removed=True)
+    mirror = storage.DirectoryMirror(str(local), bucket, delete_removed=True)
     assert mirror.sync() == 1
     (local / "old").unlink()
     (local / "new").write_bytes(b"n")
     assert mirror.sync() == 1
-    assert storage.list_files(gcs_bucket) == ["new"]
+    assert storage.list_files(bucket) == ["new"]
 
 
 def test_missing_bucket_fails_fast(gcs_emulator, tmp_path):
@@ -227,8 +242,8 @@ def test_missing_bucket_fails_fast(gcs_emulator, tmp_path):
     assert not storage.exists(uri)
 
 
-def test_missing_object_in_existing_bucket(gcs_bucket, tmp_path):
-    uri = storage.join(gcs_bucket, "nope.bin")
+def test_missing_object_in_existing_bucket(bucket, tmp_path):
+    uri = storage.join(bucket, "nope.bin")
     with pytest.raises(UserError, match=f"^{uri}: not found$"):
         storage.read_bytes(uri)
     with pytest.raises(UserError, match=f"^{uri}: not found$"):
