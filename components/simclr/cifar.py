@@ -120,10 +120,11 @@ def fetch(source: str, cache_dir: str | None = None, sha256: str | None = None) 
     """
     if not source:
         raise UserError("--source is empty")
-    if "://" not in source:
-        if not os.path.isfile(source):
+    if "://" not in storage.local_path(source):  # a path, or file://PATH
+        path = storage.local_path(source)
+        if not os.path.isfile(path):
             raise UserError(f"--source {source}: no such file")
-        return source
+        return path
     scheme = source.split("://", 1)[0]
     if scheme.lower() not in ("https", "http") and scheme not in storage.REMOTE_STORES:
         stores = ", ".join(f"{s}://" for s in storage.REMOTE_STORES)
