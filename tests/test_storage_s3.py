@@ -247,3 +247,29 @@ def test_make_tensorboard_on_a_missing_bucket_is_one_line(s3_server):
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {uri}: bucket 'no-such-bucket-xyz' does not exist"], result.stderr
+
+
+def test_global_endpoint_variable_and_profiles_are_honoured(
+    s3_server, s3_bucket, monkeypatch, tmp_path
+):
+    """AWS_ENDPOINT_URL (what the pipeline's --s3_endpoint_url sets), and a named profile
+    in the AWS config files with its own keys and endpoint."""
+    uri = storage.join(s3_bucket, "cfg.txt")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    storage.write_text(uri, "via AWS_ENDPOINT_URL")
+    assert storage.read_text(uri) == "via AWS_ENDPOINT_URL"
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"]:
+        monkeypatch.delenv(name)
+    (tmp_path / "config").write_text(
+        f"[profile minio]\nregion = us-east-1\nendpoint_url = {s3_server}\n"
+    )
+    (tmp_path / "credentials").write_text(
+        "[minio]\naws_access_key_id = testing\naws_secret_access_key = testing\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_PROFILE", "minio")
+    assert storage.read_text(uri) == "via AWS_ENDPOINT_URL"
