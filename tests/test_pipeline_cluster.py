@@ -229,6 +229,18 @@ def test_checkpoints_default_to_the_artifact_uri_not_the_pod_disk():
     )
 
 
+def test_kfp_minio_store_without_credentials_is_one_line():
+    class Art:
+        uri, path = "minio://mlpipeline/v2/artifacts/m", "/minio/mlpipeline/v2/artifacts/m"
+
+    uri = adapters.storage.join(adapters.durable_uri(Art), "checkpoints")
+    with pytest.raises(SystemExit, match="--s3_secret=mlpipeline-minio-artifact"):
+        adapters.check_s3_settings(uri, Art, env={})
+    adapters.check_s3_settings(
+        uri, Art, env={"AWS_ENDPOINT_URL": "http://m:9000", "AWS_ACCESS_KEY_ID": "k"}
+    )
+
+
 def test_unresolved_run_id_names_the_minimum_backend(tmp_path):
     # What an older backend hands over: the placeholder exactly as compiled.
     output = tmp_path / "p.yaml"

@@ -24,7 +24,7 @@ from typing import Any
 
 from simclr import storage
 
-from simclr_pipeline.platforms import MIN_KFP_BACKEND
+from simclr_pipeline.platforms import KFP_MINIO_ENDPOINT, KFP_MINIO_SECRET, MIN_KFP_BACKEND
 
 
 class AdapterError(ValueError):
@@ -177,6 +177,21 @@ def durable_uri(artifact: Any) -> str:
     return artifact.path
 
 
+def check_s3_settings(uri: str, artifact: Any, env: Mapping[str, str] | None = None) -> None:
+    """KFP's own MinIO store is reachable only with its endpoint and keys in the
+    environment: say so in one line instead of failing somewhere inside boto3."""
+    env = os.environ if env is None else env
+    if not (artifact.uri or "").startswith("minio://") or not uri.startswith("s3://"):
+        return
+    missing = [n for n in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID") if not env.get(n)]
+    if missing:
+        raise SystemExit(
+            f"error: checkpoints go to KFP's object store ({uri}) but {', '.join(missing)} "
+            f"is not set: compile with --s3_secret={KFP_MINIO_SECRET} "
+            f"--s3_endpoint_url={KFP_MINIO_ENDPOINT}, or set checkpoint_root"
+        )
+
+
 def run_scoped_uri(root: str, run_id: str, *parts: str) -> str:
     """`<root>/<run id>/...`: stable across retries of one run, distinct between runs."""
     return "/".join([root.rstrip("/"), run_id, *parts])
@@ -297,6 +312,7 @@ def pretrain(
         if checkpoint_root
         else storage.join(durable_uri(model), "checkpoints")
     )
+    check_s3_settings(checkpoint_dir, model)
     shown_logdir = display_uri(logdir, model)
     if chief:
         os.makedirs(model.path, exist_ok=True)

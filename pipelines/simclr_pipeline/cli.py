@@ -35,7 +35,7 @@ class CliError(Exception):
 
 
 def _add_build_flags(parser: argparse.ArgumentParser) -> None:
-    from simclr_pipeline.pipeline import KFP_MINIO_SECRET, PipelineOptions
+    from simclr_pipeline.pipeline import PipelineOptions
 
     d = PipelineOptions()  # the one source of the compile-time defaults
     group = parser.add_argument_group("images and platform (compile-time)")
@@ -85,13 +85,14 @@ def _add_build_flags(parser: argparse.ArgumentParser) -> None:
         default=d.s3_secret,
         metavar="SECRET",
         help="Kubeflow: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in every step from this "
-        f"Kubernetes Secret's accesskey/secretkey (KFP's MinIO secret: {KFP_MINIO_SECRET})",
+        "Kubernetes Secret's accesskey/secretkey (KFP's MinIO secret: "
+        f"{platforms.KFP_MINIO_SECRET})",
     )
     group.add_argument(
         "--s3_endpoint_url",
         default=d.s3_endpoint_url,
         metavar="URL",
-        help="Kubeflow: AWS_ENDPOINT_URL of every step (e.g. http://minio-service.kubeflow:9000)",
+        help=f"Kubeflow: AWS_ENDPOINT_URL of every step (e.g. {platforms.KFP_MINIO_ENDPOINT})",
     )
     group.add_argument(
         "--vertex_workers",

@@ -12,15 +12,17 @@
                    | model (Model), pretrain_metrics (Metrics),     |
                    | tensorboard (Markdown)                         |
                    v                                                v
-               [evaluate]  CPU image, not cached  <-----------------+
+               [evaluate]  GPU image + 1 GPU (CPU image  <--------+
+                     without GPUs), not cached
                      evaluation (Artifact), eval_metrics (Metrics),
                      confusion_matrix (ClassificationMetrics),
                      report (Markdown), plots (HTML)
 
-`build_pipeline(PipelineOptions(...))` makes the pipeline for given images and
-platform settings (compile-time options: Kubernetes node selectors and tolerations,
-the accelerator type, retries, Vertex AI multi-worker training); the run-time knobs
-are pipeline parameters.
+`build_pipeline(PipelineOptions(...))` makes the pipeline for one platform (Kubeflow or
+Vertex AI, whose rules are checked then: `platforms.py`), given images and compile-time
+options (accelerator type, Kubernetes node selectors, tolerations and S3 secret,
+retries, Vertex AI multi-worker training); the run-time knobs are pipeline parameters,
+their defaults in `presets.GPU`.
 
 Caching: data preparation and augmentation are pure functions of their inputs, so
 they are cached (a second run with the same source skips the download and
@@ -37,16 +39,17 @@ from kfp.dsl import Artifact, Markdown, Metrics, Model
 
 from simclr_pipeline import platforms, presets
 from simclr_pipeline.components import Images, build_components
-from simclr_pipeline.platforms import KUBEFLOW, VERTEX, PlatformError
+from simclr_pipeline.platforms import (  # noqa: F401  (KFP_MINIO_* re-exported)
+    KFP_MINIO_ENDPOINT,
+    KFP_MINIO_SECRET,
+    KUBEFLOW,
+    S3_SECRET_KEYS,
+    VERTEX,
+    PlatformError,
+)
 
 PIPELINE_NAME = "simclr-cifar10"
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER  # resolved per run (KFP backend >= 2.5); same on retries
-
-# KFP's own MinIO credentials (a Secret in the kubeflow namespace, copied into each
-# profile namespace by multi-user Kubeflow) and the env names boto3 reads.
-KFP_MINIO_SECRET = "mlpipeline-minio-artifact"
-S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
-KFP_MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
 
 
 @dataclass(frozen=True)

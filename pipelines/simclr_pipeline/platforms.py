@@ -28,6 +28,14 @@ DEFAULT_ACCELERATOR = {KUBEFLOW: "nvidia.com/gpu", VERTEX: "NVIDIA_TESLA_A100"}
 # GKE's node label naming the GPU model (https://cloud.google.com/kubernetes-engine/docs/how-to/gpus).
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 
+# KFP's own object store on clusters without GCS: its MinIO Secret (namespace kubeflow,
+# copied into each profile namespace by multi-user Kubeflow; keys accesskey/secretkey,
+# manifests/kustomize/.../mlpipeline-minio-artifact-secret.yaml), its Service, and the
+# variables boto3 reads them from.
+KFP_MINIO_SECRET = "mlpipeline-minio-artifact"
+KFP_MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
+S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
+
 # The oldest KFP backend that runs this pipeline: 2.5.0 is the first release that
 # resolves `dsl.PIPELINE_JOB_ID_PLACEHOLDER` (kubeflow/pipelines#11599); a pipeline
 # parameter as accelerator limit (`num_gpus`) needs 2.4.0 (#11501).
