@@ -9,6 +9,7 @@
   `AcceleratorType` enum (read here from the installed package).
 """
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -283,3 +284,24 @@ def test_submit_without_a_compiled_package_says_compile(tmp_path, capsys, no_clo
     no_cloud_env.setenv("KFP_HOST", "http://unused")
     assert cli.main(["submit", f"--package={tmp_path / 'none.yaml'}"]) == 2
     assert "make compile" in one_line_error(capsys)
+
+
+def test_tfjob_example_follows_kubernetes_rules():
+    """docs/kubeflow-tfjob-pretrain.yaml: resource names and node labels Kubernetes accepts,
+    and flags the pretrain task knows."""
+    from simclr.train_config import PretrainConfig
+
+    job = yaml.safe_load((REPO / "docs" / "kubeflow-tfjob-pretrain.yaml").read_text())
+    fields = {f.name for f in dataclasses.fields(PretrainConfig)}
+    for replica in job["spec"]["tfReplicaSpecs"].values():
+        pod = replica["template"]["spec"]
+        for key, value in pod.get("nodeSelector", {}).items():
+            assert platforms.qualified_name_errors(key) == [] and not platforms.label_value_errors(
+                value
+            )
+        for container in pod["containers"]:
+            for kind in ("requests", "limits"):
+                for name in container["resources"].get(kind, {}):
+                    assert name in ("cpu", "memory") or platforms.is_extended_resource_name(name)
+            flags = {a.split("=")[0].lstrip("-") for a in container["args"]}
+            assert flags <= fields, flags - fields
