@@ -1,12 +1,13 @@
 """`simclr-kfp`: compile, run locally (kfp.local), run in Docker, submit.
 
-    simclr-kfp compile --output=build/simclr_pipeline.yaml --image_repo=REPO --image_tag=TAG
+    simclr-kfp compile --platform=kubeflow|vertex --output=build/simclr_pipeline.yaml --image_repo=REPO
     simclr-kfp run-local --preset=demo --root=runs/demo [--source=PATH_OR_URI] [--param k=v ...]
     simclr-kfp run-docker --preset=demo --root=runs/demo-docker --image_repo=REPO --image_tag=TAG
     simclr-kfp submit --package=build/simclr_pipeline.yaml [--preset=gpu] [--param k=v ...]
     simclr-kfp params [--preset=NAME]          # the pipeline parameters and their values
 
-Errors a user can fix are printed as one line (`error: ...`) with exit status 2.
+Errors a user can fix (including options a platform would reject, checked at compile
+time by `simclr_pipeline.platforms`) are printed as one line (`error: ...`), exit status 2.
 """
 
 import argparse
