@@ -113,7 +113,7 @@ def test_killed_pretrain_resumes_from_the_object_store(
                 checkpoint_dir = adapters.run_scoped_uri(checkpoint_root, run_id, "checkpoints")
             if checkpoint_dir and (latest_checkpoint_step(checkpoint_dir) or 0) >= 4:
                 break
-            time.sleep(0.5)
+            time.sleep(0.2)
         assert proc.poll() is None, "the pipeline ended before pretraining could be killed"
         assert checkpoint_dir, "no checkpoint appeared in the object store"
     finally:
