@@ -10,6 +10,9 @@ CIFAR10_SOURCE ?=
 DEMO_ROOT ?= runs/demo
 LOGDIR ?= $(DEMO_ROOT)
 PIPELINE_YAML ?= build/simclr_pipeline.yaml
+PLATFORM ?= kubeflow
+COMPILE_ARGS ?=
+SUBMIT_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: help venv test lint demo compile images run-docker submit tensorboard bench clean
@@ -42,10 +45,10 @@ demo: $(STAMP)
 	$(PY) -m simclr_pipeline.cli run-local --preset=demo --root=$(DEMO_ROOT) \
 	  $(if $(CIFAR10_SOURCE),--source=$(CIFAR10_SOURCE),)
 
-## compile      write the compiled pipeline to build/simclr_pipeline.yaml
+## compile      write the compiled pipeline to build/simclr_pipeline.yaml (PLATFORM=kubeflow|vertex, IMAGE_REPO=, COMPILE_ARGS=)
 compile: $(STAMP)
-	$(PY) -m simclr_pipeline.cli compile --output=$(PIPELINE_YAML) \
-	  --image_repo=$(IMAGE_REPO) --image_tag=$(IMAGE_TAG)
+	$(PY) -m simclr_pipeline.cli compile --platform=$(PLATFORM) --output=$(PIPELINE_YAML) \
+	  --image_repo=$(IMAGE_REPO) --image_tag=$(IMAGE_TAG) $(COMPILE_ARGS)
 
 ## images       build the CPU and GPU container images (needs a Docker engine)
 images:
@@ -58,9 +61,9 @@ run-docker: $(STAMP)
 	  --image_repo=$(IMAGE_REPO) --image_tag=$(IMAGE_TAG) \
 	  $(if $(CIFAR10_SOURCE),--source=$(CIFAR10_SOURCE),)
 
-## submit       submit the compiled pipeline: KFP_HOST=... (Kubeflow) or VERTEX_PROJECT/VERTEX_REGION/PIPELINE_ROOT (Vertex AI)
-submit: compile
-	$(PY) -m simclr_pipeline.cli submit --package=$(PIPELINE_YAML)
+## submit       submit what `make compile` wrote (never recompiles): KFP_HOST=... (Kubeflow) or VERTEX_PROJECT/VERTEX_REGION/PIPELINE_ROOT (Vertex AI)
+submit: $(STAMP)
+	$(PY) -m simclr_pipeline.cli submit --package=$(PIPELINE_YAML) $(SUBMIT_ARGS)
 
 ## tensorboard  start TensorBoard on a run's log directory (LOGDIR=local path, gs://... or s3://...); follows a run while it trains
 tensorboard: $(STAMP)

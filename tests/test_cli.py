@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from kfp import local
-from simclr_pipeline import adapters, cli, presets
+from simclr_pipeline import adapters, cli, platforms, presets
 from simclr_pipeline.pipeline import (
     PipelineOptions,
     Toleration,
@@ -97,17 +97,26 @@ def test_compile_options_from_flags():
             "--image_repo=r",
             "--image_tag=t",
             "--gpu_image=nvcr.io/x/y:1",
-            "--accelerator_type=NVIDIA_L4",
+            "--accelerator_type=amd.com/gpu",
             "--node_selector=pool=gpu",
             "--toleration=gpu=yes:NoSchedule",
         ]
     )
     options = cli.pipeline_options(args)
     assert options.images.cpu == "r/cpu:t" and options.images.gpu == "nvcr.io/x/y:1"
-    assert options.accelerator_type == "NVIDIA_L4"
+    assert options.accelerator_type == "amd.com/gpu"
     assert options.node_selector == (("pool", "gpu"),)
     assert options.tolerations == (Toleration("gpu", "Equal", "yes", "NoSchedule"),)
-    assert PipelineOptions().accelerator_type == "NVIDIA_TESLA_A100"
+    vertex = cli.pipeline_options(cli.build_parser().parse_args(["compile", "--platform=vertex"]))
+    assert vertex.accelerator_type == platforms.DEFAULT_ACCELERATOR["vertex"]
+    assert (
+        PipelineOptions().resolved().accelerator_type == platforms.DEFAULT_ACCELERATOR["kubeflow"]
+    )
+
+
+def test_compile_flag_defaults_are_the_pipeline_options():
+    args = cli.build_parser().parse_args(["compile"])
+    assert cli.pipeline_options(args) == PipelineOptions().resolved()
 
 
 def test_toleration_parsing():
@@ -250,6 +259,17 @@ def test_summary_json_roundtrip(tmp_path):
     assert summary["pretrain"] == {"final_loss": 1.0}
     assert summary["evaluation"] == {"knn_top1": 0.3}
     assert summary["paths"]["tensorboard"] == "/tb/1"
+
+
+@pytest.mark.parametrize(
+    "content, message", [(None, "unreadable"), ("{not json", "not valid JSON"), ("[1]", "object")]
+)
+def test_unreadable_metrics_are_an_error_not_empty(tmp_path, content, message):
+    path = tmp_path / "metrics.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(cli.CliError, match=message):
+        cli._read_json(str(path))
 
 
 def test_run_local_failure_is_one_line(tmp_path, capsys):

@@ -82,15 +82,22 @@ def test_artifact_types(compiled):
 def test_gpu_request_and_retry_on_pretrain(compiled):
     spec, platform, _ = compiled
     resources = executor(spec, "pretrain")["container"]["resources"]
-    assert resources["accelerator"]["resourceType"] == "NVIDIA_TESLA_A100"
+    # The default platform is Kubeflow: a Kubernetes resource name (tests/test_platforms.py
+    # checks it against Kubernetes' rules).
+    assert "/" in resources["accelerator"]["resourceType"]
     assert "num_gpus" in resources["accelerator"]["resourceCount"]  # the pipeline parameter
     assert resources["resourceCpuRequest"] == "8"
     assert resources["resourceMemoryRequest"] == "32G"
     retry = spec["root"]["dag"]["tasks"]["pretrain"]["retryPolicy"]
     assert retry["maxRetryCount"] == 3
-    for task in ("prepare-data", "augment", "evaluate"):
+    for task in ("prepare-data", "augment"):
         assert "accelerator" not in executor(spec, task)["container"].get("resources", {})
+    for task in ("prepare-data", "augment", "evaluate"):
         assert "retryPolicy" not in spec["root"]["dag"]["tasks"][task]
+    # Evaluate gets one GPU of the same kind (fine-tuning a ResNet-50 on CPU takes hours).
+    evaluate = executor(spec, "evaluate")["container"]["resources"]["accelerator"]
+    assert evaluate["resourceType"] == resources["accelerator"]["resourceType"]
+    assert evaluate["resourceCount"] == "1"
     assert platform == {}  # no Kubernetes settings unless asked for
 
 
@@ -109,7 +116,7 @@ def test_images_and_nothing_installed_at_run_time(compiled):
     assert images == {
         "prepare-data": "registry.example.com/ml/simclr/cpu:1.2.3",
         "augment": "registry.example.com/ml/simclr/cpu:1.2.3",
-        "evaluate": "registry.example.com/ml/simclr/cpu:1.2.3",
+        "evaluate": "registry.example.com/ml/simclr/gpu:1.2.3",  # it gets a GPU
         "pretrain": "registry.example.com/ml/simclr/gpu:1.2.3",
     }
     assert "pip install" not in text and "pip3 install" not in text
@@ -155,7 +162,7 @@ def test_kubernetes_placement_is_for_pretrain_only(tmp_path):
         "--toleration=dedicated=ml:NoExecute",
     )
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(executors) == {"exec-pretrain"}
+    assert set(executors) == {"exec-pretrain", "exec-evaluate"}  # the GPU steps
     pretrain = executors["exec-pretrain"]
     assert pretrain["nodeSelector"]["labels"] == {
         "cloud.google.com/gke-accelerator": "nvidia-tesla-a100"
@@ -169,12 +176,15 @@ def test_kubernetes_placement_is_for_pretrain_only(tmp_path):
 def test_no_accelerator_option(tmp_path):
     spec, _, _ = compile_yaml(tmp_path, "--accelerator_type=none", "--retries=1")
     assert "accelerator" not in executor(spec, "pretrain")["container"]["resources"]
+    evaluate = executor(spec, "evaluate")["container"]
+    assert "accelerator" not in evaluate["resources"] and "/cpu:" in evaluate["image"]
     assert spec["root"]["dag"]["tasks"]["pretrain"]["retryPolicy"]["maxRetryCount"] == 1
 
 
 def test_vertex_multi_worker_custom_job(tmp_path):
     spec, _, text = compile_yaml(
         tmp_path,
+        "--platform=vertex",
         "--vertex_workers=4",
         "--vertex_machine_type=a2-highgpu-2g",
         "--vertex_accelerator_count=2",
@@ -192,6 +202,13 @@ def test_vertex_multi_worker_custom_job(tmp_path):
         assert pool["machine_spec"]["accelerator_type"] == "NVIDIA_TESLA_A100"
         assert int(pool["machine_spec"]["accelerator_count"]) == 2
     assert "google-cloud-pipeline-components" in text or "CustomJob" in text
+    # The submitter's service account and network reach the custom job: Vertex AI
+    # resolves GCPC's placeholders from the PipelineJob at run time.
+    from google_cloud_pipeline_components import _placeholders
+
+    inputs = comp["inputDefinitions"]["parameters"]
+    assert inputs["service_account"]["defaultValue"] == _placeholders.SERVICE_ACCOUNT_PLACEHOLDER
+    assert inputs["network"]["defaultValue"] == _placeholders.NETWORK_PLACEHOLDER
     assert spec["root"]["dag"]["tasks"]["pretrain"]["retryPolicy"]["maxRetryCount"] == 3
     # The wrapped component keeps its outputs, so evaluate still gets the model.
     outputs = comp["outputDefinitions"]["artifacts"]

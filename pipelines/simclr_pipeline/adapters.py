@@ -15,6 +15,7 @@ import base64
 import dataclasses
 import html
 import importlib
+import json
 import os
 import types
 import typing
@@ -22,6 +23,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from simclr import storage
+
+from simclr_pipeline.platforms import KFP_MINIO_ENDPOINT, KFP_MINIO_SECRET, MIN_KFP_BACKEND
 
 
 class AdapterError(ValueError):
@@ -135,6 +138,60 @@ def inline_images(markdown: str, base_dir: str) -> str:
     return markdown
 
 
+def check_resolved(name: str, value: str) -> None:
+    """Stops (one line) when the backend handed over a placeholder instead of its value:
+    older KFP backends pass `{{$.pipeline_job_uuid}}` through verbatim, and every run
+    would then share (and "resume" from) one checkpoint directory."""
+    if "{{" in value and "}}" in value:
+        raise SystemExit(
+            f"error: {name} arrived unresolved ({value}): this pipeline needs a Kubeflow "
+            f"Pipelines backend >= {MIN_KFP_BACKEND} (or Vertex AI)"
+        )
+
+
+def is_chief_process(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this replica writes the task's outputs: TensorFlow's rule (the `chief`, or
+    `master` on older Vertex/AI Platform jobs; else worker 0 when there is none) read from
+    TF_CONFIG, so it holds before TensorFlow starts. No TF_CONFIG: the only process."""
+    env = os.environ if env is None else env
+    config = json.loads(env.get("TF_CONFIG") or "{}")
+    task = config.get("task", {})
+    kind, index = task.get("type"), int(task.get("index", 0))
+    if kind is None:
+        return True
+    if kind in ("chief", "master"):
+        return True
+    has_chief = any(k in config.get("cluster", {}) for k in ("chief", "master"))
+    return kind == "worker" and index == 0 and not has_chief
+
+
+def durable_uri(artifact: Any) -> str:
+    """Where an artifact's data lives beyond the pod: its remote URI (gs://, s3://; KFP's
+    minio:// is S3), or its local path when that is all there is (kfp.local, Vertex's
+    /gcs FUSE paths have gs:// URIs)."""
+    uri = artifact.uri or ""
+    if uri.startswith("minio://"):
+        return "s3://" + uri[len("minio://") :]
+    if storage.is_remote(uri):
+        return uri
+    return artifact.path
+
+
+def check_s3_settings(uri: str, artifact: Any, env: Mapping[str, str] | None = None) -> None:
+    """KFP's own MinIO store is reachable only with its endpoint and keys in the
+    environment: say so in one line instead of failing somewhere inside boto3."""
+    env = os.environ if env is None else env
+    if not (artifact.uri or "").startswith("minio://") or not uri.startswith("s3://"):
+        return
+    missing = [n for n in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID") if not env.get(n)]
+    if missing:
+        raise SystemExit(
+            f"error: checkpoints go to KFP's object store ({uri}) but {', '.join(missing)} "
+            f"is not set: compile with --s3_secret={KFP_MINIO_SECRET} "
+            f"--s3_endpoint_url={KFP_MINIO_ENDPOINT}, or set checkpoint_root"
+        )
+
+
 def run_scoped_uri(root: str, run_id: str, *parts: str) -> str:
     """`<root>/<run id>/...`: stable across retries of one run, distinct between runs."""
     return "/".join([root.rstrip("/"), run_id, *parts])
@@ -238,27 +295,35 @@ def pretrain(
     options: Mapping,
     **params,
 ) -> dict:
-    os.makedirs(model.path, exist_ok=True)
+    check_resolved("run_id", run_id)
+    chief = is_chief_process()
     live = bool(tensorboard_root)
     logdir = (
         run_scoped_uri(tensorboard_root, run_id)
         if live
         else os.path.join(model.path, "tensorboard")
     )
-    # Stable across retries of this task: under the model artifact (same path on retry)
-    # or under checkpoint_root/<run id> (needed on Kubeflow, where outputs are uploaded
-    # only when the task succeeds).
+    # Durable and stable across retries of this task (a retry re-runs the pod with the
+    # same output URIs): under checkpoint_root/<run id>, else under the model artifact's
+    # URI in the pipeline root. Never model.path on Kubeflow: that is the pod's scratch
+    # space, uploaded only when the task succeeds.
     checkpoint_dir = (
         run_scoped_uri(checkpoint_root, run_id, "checkpoints")
         if checkpoint_root
-        else os.path.join(model.path, "checkpoints")
+        else storage.join(durable_uri(model), "checkpoints")
     )
+    check_s3_settings(checkpoint_dir, model)
     shown_logdir = display_uri(logdir, model)
-    storage.write_text(
-        tensorboard.path,
-        tensorboard_markdown(shown_logdir, display_uri(checkpoint_dir, model), live),
-    )
-    print(f"TensorBoard logs: {shown_logdir}  (tensorboard --logdir {shown_logdir})", flush=True)
+    if chief:
+        os.makedirs(model.path, exist_ok=True)
+        storage.write_text(
+            tensorboard.path,
+            tensorboard_markdown(shown_logdir, display_uri(checkpoint_dir, model), live),
+        )
+        print(
+            f"TensorBoard logs: {shown_logdir}  (tensorboard --logdir {shown_logdir})", flush=True
+        )
+    print(f"Checkpoints: {checkpoint_dir}", flush=True)
     metrics = _run_task(
         "pretrain",
         "PretrainConfig",
@@ -272,6 +337,11 @@ def pretrain(
         },
         options,
     )
+    if not chief:
+        # Every replica of a multi-worker job runs this same command with the same output
+        # paths; only the chief may write them. Exiting here skips KFP's executor_output.
+        print("simclr pretrain: worker done; the chief writes the outputs", flush=True)
+        raise SystemExit(0)
     log_metrics(pretrain_metrics, metrics)
     model.metadata.update(
         {
@@ -280,6 +350,7 @@ def pretrain(
             "width_multiplier": params.get("width_multiplier"),
             "encoder_dir": "encoder",
             "tensorboard_logdir": shown_logdir,
+            "checkpoint_dir": checkpoint_dir,
         }
     )
     tensorboard.metadata["logdir"] = shown_logdir
@@ -300,6 +371,7 @@ def evaluate(
     options: Mapping,
     **params,
 ) -> dict:
+    check_resolved("run_id", run_id)
     os.makedirs(evaluation.path, exist_ok=True)
     # The pipeline says 0 for "all examples"; the task says None.
     params["max_train_examples"] = params.get("max_train_examples") or None

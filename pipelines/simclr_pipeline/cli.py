@@ -1,12 +1,13 @@
 """`simclr-kfp`: compile, run locally (kfp.local), run in Docker, submit.
 
-    simclr-kfp compile --output=build/simclr_pipeline.yaml --image_repo=REPO --image_tag=TAG
+    simclr-kfp compile --platform=kubeflow|vertex --output=build/simclr_pipeline.yaml --image_repo=REPO
     simclr-kfp run-local --preset=demo --root=runs/demo [--source=PATH_OR_URI] [--param k=v ...]
     simclr-kfp run-docker --preset=demo --root=runs/demo-docker --image_repo=REPO --image_tag=TAG
     simclr-kfp submit --package=build/simclr_pipeline.yaml [--preset=gpu] [--param k=v ...]
     simclr-kfp params [--preset=NAME]          # the pipeline parameters and their values
 
-Errors a user can fix are printed as one line (`error: ...`) with exit status 2.
+Errors a user can fix (including options a platform would reject, checked at compile
+time by `simclr_pipeline.platforms`) are printed as one line (`error: ...`), exit status 2.
 """
 
 import argparse
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr_pipeline import params as params_lib
-from simclr_pipeline import presets
+from simclr_pipeline import platforms, presets
 from simclr_pipeline.components import DEFAULT_IMAGE_REPO, DEFAULT_IMAGE_TAG, Images
 
 
@@ -35,7 +36,16 @@ class CliError(Exception):
 
 
 def _add_build_flags(parser: argparse.ArgumentParser) -> None:
+    from simclr_pipeline.pipeline import PipelineOptions
+
+    d = PipelineOptions()  # the one source of the compile-time defaults
     group = parser.add_argument_group("images and platform (compile-time)")
+    group.add_argument(
+        "--platform",
+        default=d.platform,
+        choices=platforms.PLATFORMS,
+        help="the platform the YAML is for; its rules are checked now",
+    )
     group.add_argument(
         "--image_repo", default=DEFAULT_IMAGE_REPO, help="images are REPO/cpu:TAG and REPO/gpu:TAG"
     )
@@ -43,35 +53,56 @@ def _add_build_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cpu_image", help="full CPU image name (overrides repo/tag)")
     group.add_argument("--gpu_image", help="full GPU image name (overrides repo/tag)")
     group.add_argument(
-        "--accelerator_type", default="NVIDIA_TESLA_A100", help="'' or none: no GPU request"
+        "--accelerator_type",
+        default=d.accelerator_type,
+        help="GPU request: Kubeflow a Kubernetes resource name (default "
+        f"{platforms.DEFAULT_ACCELERATOR[platforms.KUBEFLOW]}), Vertex AI an AcceleratorType "
+        f"(default {platforms.DEFAULT_ACCELERATOR[platforms.VERTEX]}); '' or none: no GPU",
     )
-    group.add_argument("--pretrain_cpu", default="8")
-    group.add_argument("--pretrain_memory", default="32G")
-    group.add_argument("--step_cpu", default="2", help="CPU for prepare_data/augment/evaluate")
-    group.add_argument("--step_memory", default="8G")
-    group.add_argument("--retries", type=int, default=3, help="retries of pretrain (it resumes)")
+    group.add_argument("--pretrain_cpu", default=d.pretrain_cpu, help="CPU of the GPU steps")
+    group.add_argument("--pretrain_memory", default=d.pretrain_memory)
+    group.add_argument("--step_cpu", default=d.step_cpu, help="CPU of the other steps")
+    group.add_argument("--step_memory", default=d.step_memory)
+    group.add_argument(
+        "--retries", type=int, default=d.retries, help="retries of pretrain (it resumes)"
+    )
     group.add_argument(
         "--node_selector",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="Kubernetes node selector (repeatable; Kubeflow only)",
+        help="Kubernetes node selector of the GPU steps (repeatable; Kubeflow), e.g. "
+        f"{platforms.GKE_ACCELERATOR_LABEL}=nvidia-tesla-a100",
     )
     group.add_argument(
         "--toleration",
         action="append",
         default=[],
         metavar="KEY=VALUE:EFFECT",
-        help="Kubernetes toleration (repeatable; KEY:EFFECT means Exists)",
+        help="Kubernetes toleration (repeatable; KEY:EFFECT means Exists; Kubeflow)",
+    )
+    group.add_argument(
+        "--s3_secret",
+        default=d.s3_secret,
+        metavar="SECRET",
+        help="Kubeflow: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in every step from this "
+        "Kubernetes Secret's accesskey/secretkey (KFP's MinIO secret: "
+        f"{platforms.KFP_MINIO_SECRET})",
+    )
+    group.add_argument(
+        "--s3_endpoint_url",
+        default=d.s3_endpoint_url,
+        metavar="URL",
+        help=f"Kubeflow: AWS_ENDPOINT_URL of every step (e.g. {platforms.KFP_MINIO_ENDPOINT})",
     )
     group.add_argument(
         "--vertex_workers",
         type=int,
-        default=0,
+        default=d.vertex_workers,
         help="Vertex AI: run pretrain as a CustomJob with N replicas (MultiWorkerMirroredStrategy)",
     )
-    group.add_argument("--vertex_machine_type", default="a2-highgpu-1g")
-    group.add_argument("--vertex_accelerator_count", type=int, default=1)
+    group.add_argument("--vertex_machine_type", default=d.vertex_machine_type)
+    group.add_argument("--vertex_accelerator_count", type=int, default=d.vertex_accelerator_count)
 
 
 def _add_param_flags(parser: argparse.ArgumentParser, default_preset: str | None) -> None:
@@ -113,7 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", help="Vertex AI project (default: $VERTEX_PROJECT)")
     p.add_argument("--region", help="Vertex AI region (default: $VERTEX_REGION)")
     p.add_argument("--pipeline_root", help="gs:// root for artifacts (default: $PIPELINE_ROOT)")
-    p.add_argument("--service_account", help="Vertex AI service account ($VERTEX_SERVICE_ACCOUNT)")
+    p.add_argument(
+        "--service_account",
+        help="Vertex AI: the run's service account, also multi-worker pretraining's "
+        "($VERTEX_SERVICE_ACCOUNT)",
+    )
+    p.add_argument(
+        "--network",
+        help="Vertex AI: VPC network projects/NUMBER/global/networks/NAME ($VERTEX_NETWORK)",
+    )
     p.add_argument("--experiment_name", default="simclr")
     p.add_argument("--run_name")
     caching = p.add_mutually_exclusive_group()
@@ -147,9 +186,9 @@ def pipeline_options(args: argparse.Namespace):
 
     base = Images.from_repo(args.image_repo, args.image_tag)
     images = Images(cpu=args.cpu_image or base.cpu, gpu=args.gpu_image or base.gpu)
-    accelerator = (
-        "" if (args.accelerator_type or "").lower() in ("", "none") else args.accelerator_type
-    )
+    accelerator = args.accelerator_type
+    if accelerator is not None and accelerator.lower() in ("", "none"):
+        accelerator = ""
     try:
         selectors = tuple(
             tuple(params_lib.parse_assignments([s]).items())[0] for s in args.node_selector
@@ -157,9 +196,8 @@ def pipeline_options(args: argparse.Namespace):
         tolerations = tuple(Toleration.parse(t) for t in args.toleration)
     except ValueError as err:
         raise CliError(str(err).replace("--param", "--node_selector")) from err
-    if args.vertex_workers < 0:
-        raise CliError(f"--vertex_workers must be >= 0, got {args.vertex_workers}")
-    return PipelineOptions(
+    options = PipelineOptions(
+        platform=args.platform,
         images=images,
         accelerator_type=accelerator,
         pretrain_cpu=args.pretrain_cpu,
@@ -169,10 +207,13 @@ def pipeline_options(args: argparse.Namespace):
         retries=args.retries,
         node_selector=selectors,
         tolerations=tolerations,
+        s3_secret=args.s3_secret,
+        s3_endpoint_url=args.s3_endpoint_url,
         vertex_workers=args.vertex_workers,
         vertex_machine_type=args.vertex_machine_type,
         vertex_accelerator_count=args.vertex_accelerator_count,
     )
+    return options.resolved()
 
 
 def compile_pipeline(options, output: str) -> str:
@@ -273,8 +314,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
         region=args.region,
         pipeline_root=args.pipeline_root,
         service_account=args.service_account,
+        network=args.network,
     )
     target = submit.choose_target(settings, args.target)
+    submit.check_package(args.package, target)
     types = params_lib.package_parameter_types(args.package)
     arguments = run_arguments(args, types)
     if target == submit.KUBEFLOW:
@@ -299,7 +342,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 enable_caching=args.enable_caching,
             )
         )
-        name = submit.submit_vertex(job, settings.service_account)
+        name = submit.submit_vertex(job, settings.service_account, settings.network)
         print(f"submitted to Vertex AI Pipelines: {name}")
     return 0
 
@@ -321,11 +364,17 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def _read_json(path: str) -> dict:
+    """A metrics file the finished run wrote; a missing or broken one is an error, not {}."""
     try:
         with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
+            data = json.load(f)
+    except OSError as err:
+        raise CliError(f"the run finished but {path} is unreadable: {err.strerror}") from err
+    except ValueError as err:
+        raise CliError(f"the run finished but {path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise CliError(f"the run finished but {path} holds no JSON object")
+    return data
 
 
 def summarize(outputs: dict, root: Path, seconds: float, preset: str | None) -> dict[str, Any]:
@@ -395,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except (CliError, SubmitError, params_lib.ParamError) as err:
+    except (CliError, SubmitError, params_lib.ParamError, platforms.PlatformError) as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
 

@@ -56,19 +56,19 @@ class Components:
 
 # ----------------------------------------------------------------------------------------
 # Component functions. Their source is what runs in the container: keep imports inside.
-# Mutable defaults ({}) are how KFP declares optional dict parameters; they are never
-# mutated.
+# No parameter defaults: the pipeline passes every argument, and its defaults come from
+# presets.GPU alone (a default here would be a second copy that can drift).
 # ----------------------------------------------------------------------------------------
 
 
 def prepare_data(
     source: str,
     dataset: Output[Dataset],
-    sha256: str = "",
-    num_shards: int = 16,
-    label_fractions: str = "0.01,0.1",
-    seed: int = 0,
-    options: dict = {},  # noqa: B006
+    sha256: str,
+    num_shards: int,
+    label_fractions: str,
+    seed: int,
+    options: dict,
 ) -> None:
     """Reads a CIFAR-10 archive and writes TFRecord shards and manifest.json."""
     from simclr_pipeline import adapters
@@ -89,8 +89,8 @@ def augment(
     policy: Output[Artifact],
     preview: Output[HTML],
     augment_metrics: Output[Metrics],
-    seed: int = 0,
-    options: dict = {},  # noqa: B006
+    seed: int,
+    options: dict,
 ) -> None:
     """Writes the augmentation policy (policy.json), a preview grid and throughput."""
     from simclr_pipeline import adapters
@@ -105,20 +105,20 @@ def pretrain(
     model: Output[Model],
     pretrain_metrics: Output[Metrics],
     tensorboard: Output[Markdown],
-    encoder: str = "resnet50",
-    width_multiplier: float = 1.0,
-    epochs: int = 1000,
-    batch_size: int = 1024,
-    learning_rate: float = 1.0,
-    temperature: float = 0.5,
-    max_train_examples: int = 0,
-    checkpoint_every_steps: int = 500,
-    precision: str = "auto",
-    strategy: str = "auto",
-    seed: int = 0,
-    tensorboard_root: str = "",
-    checkpoint_root: str = "",
-    options: dict = {},  # noqa: B006
+    encoder: str,
+    width_multiplier: float,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    temperature: float,
+    max_train_examples: int,
+    checkpoint_every_steps: int,
+    precision: str,
+    strategy: str,
+    seed: int,
+    tensorboard_root: str,
+    checkpoint_root: str,
+    options: dict,
 ) -> None:
     """SimCLR pretraining; resumes from its checkpoint when retried."""
     from simclr_pipeline import adapters
@@ -156,11 +156,11 @@ def evaluate(
     confusion_matrix: Output[ClassificationMetrics],
     report: Output[Markdown],
     plots: Output[HTML],
-    protocols: str = "knn,linear",
-    baseline: str = "random_init",
-    max_train_examples: int = 0,
-    tensorboard_root: str = "",
-    options: dict = {},  # noqa: B006
+    protocols: str,
+    baseline: str,
+    max_train_examples: int,
+    tensorboard_root: str,
+    options: dict,
 ) -> None:
     """kNN / linear / fine-tuning evaluation of the encoder, against a baseline."""
     from simclr_pipeline import adapters
@@ -186,11 +186,12 @@ def _component(func, image: str):
     return dsl.component(func, base_image=image, install_kfp_package=False)
 
 
-def build_components(images: Images) -> Components:
-    """The four components, running in the given images."""
+def build_components(images: Images, evaluate_on_gpu: bool = False) -> Components:
+    """The four components, running in the given images (evaluate in the GPU image when
+    it gets a GPU)."""
     return Components(
         prepare_data=_component(prepare_data, images.cpu),
         augment=_component(augment, images.cpu),
         pretrain=_component(pretrain, images.gpu),
-        evaluate=_component(evaluate, images.cpu),
+        evaluate=_component(evaluate, images.gpu if evaluate_on_gpu else images.cpu),
     )

@@ -12,15 +12,17 @@
                    | model (Model), pretrain_metrics (Metrics),     |
                    | tensorboard (Markdown)                         |
                    v                                                v
-               [evaluate]  CPU image, not cached  <-----------------+
+               [evaluate]  GPU image + 1 GPU (CPU image  <--------+
+                     without GPUs), not cached
                      evaluation (Artifact), eval_metrics (Metrics),
                      confusion_matrix (ClassificationMetrics),
                      report (Markdown), plots (HTML)
 
-`build_pipeline(PipelineOptions(...))` makes the pipeline for given images and
-platform settings (compile-time options: Kubernetes node selectors and tolerations,
-the accelerator type, retries, Vertex AI multi-worker training); the run-time knobs
-are pipeline parameters.
+`build_pipeline(PipelineOptions(...))` makes the pipeline for one platform (Kubeflow or
+Vertex AI, whose rules are checked then: `platforms.py`), given images and compile-time
+options (accelerator type, Kubernetes node selectors, tolerations and S3 secret,
+retries, Vertex AI multi-worker training); the run-time knobs are pipeline parameters,
+their defaults in `presets.GPU`.
 
 Caching: data preparation and augmentation are pure functions of their inputs, so
 they are cached (a second run with the same source skips the download and
@@ -29,17 +31,25 @@ part a user asked for. Evaluation is not cached either: its input model is new o
 every run, so a hit is impossible, and a forced re-evaluation should really re-run.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from kfp import dsl, kubernetes
 from kfp.dsl import Artifact, Markdown, Metrics, Model
 
-from simclr_pipeline import presets
+from simclr_pipeline import platforms, presets
 from simclr_pipeline.components import Images, build_components
+from simclr_pipeline.platforms import (  # noqa: F401  (KFP_MINIO_* re-exported)
+    KFP_MINIO_ENDPOINT,
+    KFP_MINIO_SECRET,
+    KUBEFLOW,
+    S3_SECRET_KEYS,
+    VERTEX,
+    PlatformError,
+)
 
 PIPELINE_NAME = "simclr-cifar10"
-RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER  # resolved per run; identical across task retries
+RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER  # resolved per run (KFP backend >= 2.5); same on retries
 
 
 @dataclass(frozen=True)
@@ -63,23 +73,57 @@ class Toleration:
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    """Compile-time settings (they shape the YAML; they are not run parameters)."""
+    """Compile-time settings (they shape the YAML; they are not run parameters).
 
+    The defaults here are the only ones: the CLI's compile flags are built from them.
+    """
+
+    platform: str = platforms.DEFAULT_PLATFORM
     images: Images = field(default_factory=Images.from_repo)
-    accelerator_type: str = "NVIDIA_TESLA_A100"  # "" = no GPU request (CPU pretraining)
+    # None: the platform's default (nvidia.com/gpu on Kubeflow, NVIDIA_TESLA_A100 on
+    # Vertex AI); "" = no GPU request (CPU pretraining and evaluation).
+    accelerator_type: str | None = None
     pretrain_cpu: str = "8"
     pretrain_memory: str = "32G"
-    step_cpu: str = "2"  # prepare_data / augment / evaluate
+    step_cpu: str = "2"  # prepare_data / augment (and evaluate without a GPU)
     step_memory: str = "8G"
     retries: int = 3
-    # Kubernetes placement of the pretrain pod (GPU nodes); Vertex AI ignores these.
+    # Kubernetes placement of the GPU pods (Kubeflow only).
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[Toleration, ...] = ()
+    # Kubeflow only: S3 credentials for the tasks from a Kubernetes Secret (e.g. KFP's
+    # MinIO secret), and the S3 endpoint, as the AWS_* variables boto3 reads.
+    s3_secret: str = ""
+    s3_endpoint_url: str = ""
     # Vertex AI only: run pretrain as a CustomJob with this many replicas (1 chief +
     # N-1 workers, MultiWorkerMirroredStrategy); 0 = an ordinary pipeline step.
     vertex_workers: int = 0
     vertex_machine_type: str = "a2-highgpu-1g"
     vertex_accelerator_count: int = 1
+
+    def resolved(self) -> "PipelineOptions":
+        """These options with the platform's defaults filled in, checked against its rules."""
+        platforms.check_platform(self.platform)
+        accelerator = self.accelerator_type
+        if accelerator is None:
+            accelerator = platforms.DEFAULT_ACCELERATOR[self.platform]
+        platforms.check_accelerator(self.platform, accelerator)
+        if self.retries < 0:
+            raise PlatformError(f"--retries must be >= 0, got {self.retries}")
+        if self.vertex_workers < 0:
+            raise PlatformError(f"--vertex_workers must be >= 0, got {self.vertex_workers}")
+        if self.platform == KUBEFLOW and self.vertex_workers:
+            raise PlatformError("--vertex_workers needs --platform=vertex")
+        if self.platform == VERTEX and (self.node_selector or self.tolerations or self.s3_secret):
+            raise PlatformError(
+                "--node_selector, --toleration and --s3_secret are Kubernetes settings: "
+                "use them with --platform=kubeflow"
+            )
+        for key, value in self.node_selector:
+            platforms.check_node_selector(key, value)
+        if self.s3_endpoint_url and not self.s3_endpoint_url.startswith(("http://", "https://")):
+            raise PlatformError(f"--s3_endpoint_url must be http(s)://, got {self.s3_endpoint_url}")
+        return replace(self, accelerator_type=accelerator)
 
 
 class Outputs(NamedTuple):
@@ -92,41 +136,49 @@ class Outputs(NamedTuple):
 
 
 def build_pipeline(options: PipelineOptions | None = None):
-    """The pipeline (a KFP GraphComponent) for the given compile-time options."""
-    options = options or PipelineOptions()
-    ops = build_components(options.images)
+    """The pipeline (a KFP GraphComponent) for the given compile-time options.
+
+    Raises PlatformError (one line) when the options break the platform's rules.
+    """
+    options = (options or PipelineOptions()).resolved()
+    on_gpu = bool(options.accelerator_type)
+    ops = build_components(options.images, evaluate_on_gpu=on_gpu)
     pretrain_op = _pretrain_op(ops.pretrain, options)
-    gpu = presets.GPU
+    d = presets.GPU  # the one source of the parameter defaults
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
-        description="SimCLR pretraining on CIFAR-10: prepare_data -> augment -> pretrain -> evaluate",
+        description=(
+            "SimCLR pretraining on CIFAR-10: prepare_data -> augment -> pretrain -> evaluate "
+            f"(compiled for {options.platform}; Kubeflow Pipelines backend "
+            f">= {platforms.MIN_KFP_BACKEND})"
+        ),
     )
     def simclr_pipeline(
-        source: str = presets.OFFICIAL_CIFAR10_URL,
-        sha256: str = "",
-        num_shards: int = 16,
-        label_fractions: str = "0.01,0.1",
-        seed: int = 0,
+        source: str = d["source"],
+        sha256: str = d["sha256"],
+        num_shards: int = d["num_shards"],
+        label_fractions: str = d["label_fractions"],
+        seed: int = d["seed"],
         augment_options: dict = {},  # noqa: B006  (KFP's way to declare a dict parameter)
-        encoder: str = gpu["encoder"],
-        width_multiplier: float = gpu["width_multiplier"],
-        epochs: int = gpu["epochs"],
-        batch_size: int = gpu["batch_size"],
-        learning_rate: float = gpu["learning_rate"],
-        temperature: float = gpu["temperature"],
-        max_train_examples: int = gpu["max_train_examples"],
-        checkpoint_every_steps: int = 500,
-        precision: str = gpu["precision"],
-        strategy: str = "auto",
-        num_gpus: int = gpu["num_gpus"],
+        encoder: str = d["encoder"],
+        width_multiplier: float = d["width_multiplier"],
+        epochs: int = d["epochs"],
+        batch_size: int = d["batch_size"],
+        learning_rate: float = d["learning_rate"],
+        temperature: float = d["temperature"],
+        max_train_examples: int = d["max_train_examples"],
+        checkpoint_every_steps: int = d["checkpoint_every_steps"],
+        precision: str = d["precision"],
+        strategy: str = d["strategy"],
+        num_gpus: int = d["num_gpus"],
         pretrain_options: dict = {},  # noqa: B006
-        eval_protocols: str = gpu["eval_protocols"],
-        baseline: str = gpu["baseline"],
-        eval_max_train_examples: int = gpu["eval_max_train_examples"],
+        eval_protocols: str = d["eval_protocols"],
+        baseline: str = d["baseline"],
+        eval_max_train_examples: int = d["eval_max_train_examples"],
         evaluate_options: dict = {},  # noqa: B006
-        tensorboard_root: str = "",
-        checkpoint_root: str = "",
+        tensorboard_root: str = d["tensorboard_root"],
+        checkpoint_root: str = d["checkpoint_root"],
     ) -> Outputs:
         data = ops.prepare_data(
             source=source,
@@ -134,6 +186,7 @@ def build_pipeline(options: PipelineOptions | None = None):
             num_shards=num_shards,
             label_fractions=label_fractions,
             seed=seed,
+            options={},
         ).set_display_name("prepare data")
         data.set_caching_options(True)
         _cpu_step(data, options)
@@ -184,7 +237,13 @@ def build_pipeline(options: PipelineOptions | None = None):
             options=evaluate_options,
         ).set_display_name("evaluation")
         evaluation.set_caching_options(False)
-        _cpu_step(evaluation, options)
+        if on_gpu:  # fine-tuning a ResNet-50 on 2 CPUs takes hours (README: Evaluation)
+            _gpu_step(evaluation, options, 1)
+        else:
+            _cpu_step(evaluation, options)
+
+        for task in (data, aug, train, evaluation):
+            _s3_credentials(task, options)
 
         return Outputs(
             model=train.outputs["model"],
@@ -203,6 +262,7 @@ def _pretrain_op(component, options: PipelineOptions):
     if not options.vertex_workers:
         return component
     # Imported only when asked for: google-cloud-pipeline-components is the [vertex] extra.
+    from google_cloud_pipeline_components import _placeholders
     from google_cloud_pipeline_components.v1.custom_job import (
         create_custom_training_job_from_component,
     )
@@ -214,6 +274,11 @@ def _pretrain_op(component, options: PipelineOptions):
         machine_type=options.vertex_machine_type,
         accelerator_type=options.accelerator_type,
         accelerator_count=options.vertex_accelerator_count if options.accelerator_type else 0,
+        # The PipelineJob's service account and network (submit --service_account,
+        # --network), resolved by Vertex AI at run time; without them the job would run
+        # as the Custom Code Service Agent, outside the submitter's network.
+        service_account=_placeholders.SERVICE_ACCOUNT_PLACEHOLDER,
+        network=_placeholders.NETWORK_PLACEHOLDER,
         # A restarted worker must restart the whole job: MultiWorkerMirroredStrategy
         # cannot re-admit one worker; everyone resumes from the shared checkpoint.
         restart_job_on_worker_restart=True,
@@ -240,6 +305,16 @@ def _kubernetes_placement(task, options: PipelineOptions) -> None:
         kubernetes.add_toleration(
             task, key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect
         )
+
+
+def _s3_credentials(task, options: PipelineOptions) -> None:
+    """AWS_* variables for boto3 from a Kubernetes Secret (Kubeflow only)."""
+    if options.s3_secret:
+        kubernetes.use_secret_as_env(
+            task, secret_name=options.s3_secret, secret_key_to_env=dict(S3_SECRET_KEYS)
+        )
+    if options.s3_endpoint_url:
+        task.set_env_variable("AWS_ENDPOINT_URL", options.s3_endpoint_url)
 
 
 def pipeline_parameters(pipeline) -> dict[str, str]:

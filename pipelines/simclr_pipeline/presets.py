@@ -1,7 +1,8 @@
 """Named sets of pipeline parameters (`--preset=NAME`); `--param` overrides them.
 
-- "gpu": SimCLR's CIFAR-10 run for a GPU cluster (the pipeline's own defaults, spelled
-  out): ResNet-50, batch 1024, 1000 epochs.
+- "gpu": SimCLR's CIFAR-10 run for a GPU cluster: ResNet-50, batch 1024, 1000 epochs.
+  It is the one source of the pipeline's parameter defaults (`pipeline.py` reads it);
+  tests/test_defaults.py fails when a component signature or task config drifts from it.
 - "demo": a CPU-sized run on the whole CIFAR-10 archive: ResNet-18 at width 1/8 on
   10,000 images for 4 epochs, kNN + linear evaluation on 10,000 images against a
   randomly initialised baseline. A few minutes on a laptop.
@@ -13,6 +14,11 @@ from typing import Any
 OFFICIAL_CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 
 GPU: dict[str, Any] = {
+    "source": OFFICIAL_CIFAR10_URL,
+    "sha256": "",
+    "num_shards": 16,
+    "label_fractions": "0.01,0.1",
+    "seed": 0,
     "encoder": "resnet50",
     "width_multiplier": 1.0,
     "epochs": 1000,
@@ -20,11 +26,17 @@ GPU: dict[str, Any] = {
     "learning_rate": 1.0,
     "temperature": 0.5,
     "max_train_examples": 0,
+    "checkpoint_every_steps": 500,
     "precision": "auto",  # bfloat16 on Ampere+, float16 before, float32 on CPU
+    "strategy": "auto",
     "num_gpus": 1,
+    # Fine-tuning a ResNet-50 (30 epochs x 2 label subsets) needs the GPU that evaluate
+    # gets when the pipeline is compiled with an accelerator (README: Evaluation cost).
     "eval_protocols": "knn,linear,finetune",
     "baseline": "random_init",
     "eval_max_train_examples": 0,
+    "tensorboard_root": "",
+    "checkpoint_root": "",
 }
 
 DEMO: dict[str, Any] = {

@@ -8,10 +8,13 @@ fix (no host, no project, no credentials, unreachable server) becomes a
 """
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
+from simclr_pipeline import platforms
 from simclr_pipeline.pipeline import PIPELINE_NAME
 
 KUBEFLOW = "kubeflow"
@@ -32,6 +35,7 @@ class Settings:
     region: str | None = None
     pipeline_root: str | None = None
     service_account: str | None = None
+    network: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **flags: str | None) -> "Settings":
@@ -43,6 +47,7 @@ class Settings:
             "region": env.get("VERTEX_REGION"),
             "pipeline_root": env.get("PIPELINE_ROOT"),
             "service_account": env.get("VERTEX_SERVICE_ACCOUNT"),
+            "network": env.get("VERTEX_NETWORK"),
         }
         merged = {k: (flags.get(k) or v or None) for k, v in from_env.items()}
         return cls(**merged)
@@ -85,6 +90,72 @@ def choose_target(settings: Settings, explicit: str | None = None) -> str:
     if target not in (KUBEFLOW, VERTEX):
         raise SubmitError(f"--target must be kubeflow, vertex or auto, got {target}")
     return target
+
+
+# ---------------------------------------------------------------------------------------
+# What the package asks of the cluster
+# ---------------------------------------------------------------------------------------
+
+
+def _load_package(package_path: str) -> dict:
+    try:
+        with open(package_path) as f:
+            spec = next(yaml.safe_load_all(f))
+    except OSError as err:
+        raise SubmitError(
+            f"cannot read pipeline package {package_path}: {err.strerror} (run `make compile`)"
+        ) from err
+    except (yaml.YAMLError, StopIteration) as err:
+        raise SubmitError(f"{package_path} is not a compiled pipeline (YAML error)") from err
+    if not isinstance(spec, dict) or "deploymentSpec" not in spec:
+        raise SubmitError(f"{package_path} is not a compiled KFP pipeline")
+    return spec
+
+
+def _worker_pools(spec: dict) -> Iterator[dict]:
+    """The worker pools of Vertex AI custom jobs compiled into the package."""
+    for component in spec.get("components", {}).values():
+        params = component.get("inputDefinitions", {}).get("parameters", {})
+        yield from params.get("worker_pool_specs", {}).get("defaultValue", []) or []
+
+
+def package_images(spec: dict) -> list[str]:
+    """Every container image the package runs (task containers and custom-job pools)."""
+    images = [
+        e["container"]["image"]
+        for e in spec["deploymentSpec"]["executors"].values()
+        if "container" in e
+    ]
+    images += [p["container_spec"]["image_uri"] for p in _worker_pools(spec)]
+    return sorted(set(images))
+
+
+def package_accelerators(spec: dict) -> list[str]:
+    """The accelerator names the package requests (task resources and custom-job pools)."""
+    names = []
+    for e in spec["deploymentSpec"]["executors"].values():
+        accelerator = e.get("container", {}).get("resources", {}).get("accelerator", {})
+        names.append(accelerator.get("resourceType") or accelerator.get("type") or "")
+    names += [p.get("machine_spec", {}).get("accelerator_type", "") for p in _worker_pools(spec)]
+    return sorted({n for n in names if n})
+
+
+def check_package(package_path: str, target: str) -> None:
+    """Refuses a package the target would fail on, before anything is sent."""
+    spec = _load_package(package_path)
+    for image in package_images(spec):
+        if platforms.registry_host(image) is None:
+            raise SubmitError(
+                f"{package_path} runs image {image}, which names no registry host (a cluster "
+                "would pull it from Docker Hub): compile with IMAGE_REPO=HOST/PATH, e.g. "
+                "make compile IMAGE_REPO=us-docker.pkg.dev/PROJECT/REPO/simclr-kfp"
+            )
+    compiled_for = platforms.package_platform(package_accelerators(spec))
+    if compiled_for and compiled_for != target:
+        raise SubmitError(
+            f"{package_path} was compiled for {compiled_for}, not {target}: "
+            f"make compile PLATFORM={target}"
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -192,13 +263,14 @@ def make_vertex_job(job_kwargs: Mapping[str, Any], credentials: Any = None):
         raise SubmitError(f"Vertex AI PipelineJob: {_first_line(err)}") from err
 
 
-def submit_vertex(job: Any, service_account: str | None = None) -> str:
-    """Submits the job; returns its resource name."""
+def submit_vertex(job: Any, service_account: str | None = None, network: str | None = None) -> str:
+    """Submits the job; returns its resource name. The service account and network also
+    reach multi-worker pretraining's custom job (compiled with Vertex AI's placeholders)."""
     from google.api_core import exceptions as api_exceptions
     from google.auth import exceptions as auth_exceptions
 
     try:
-        job.submit(service_account=service_account or None)
+        job.submit(service_account=service_account or None, network=network or None)
     except auth_exceptions.DefaultCredentialsError as err:
         raise SubmitError(_credentials_message(err)) from err
     except (auth_exceptions.GoogleAuthError, api_exceptions.GoogleAPIError) as err:
@@ -207,10 +279,17 @@ def submit_vertex(job: Any, service_account: str | None = None) -> str:
 
 
 def _credentials_message(err: Exception) -> str:
-    return (
-        "no Google Cloud credentials found: run `gcloud auth application-default login` "
-        "or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file"
-    )
+    """What went wrong with the credentials: none found, or found and unusable (say why)."""
+    reason = _first_line(err)
+    # google-auth's wording when it found nothing (older releases: "Could not
+    # automatically determine credentials"); anything else is a credential that failed.
+    nothing_found = ("default credentials were not found", "could not automatically determine")
+    if any(phrase in reason.lower() for phrase in nothing_found):
+        return (
+            "no Google Cloud credentials found: run `gcloud auth application-default login` "
+            "or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file"
+        )
+    return f"Google Cloud credentials could not be loaded: {reason}"
 
 
 def _first_line(err: Exception) -> str:

@@ -1,0 +1,184 @@
+"""What each platform accepts, checked at compile (and submit) time.
+
+The same YAML cannot serve both platforms: the KFP backend's driver writes the
+accelerator type verbatim as the pod's resource-limit name
+(`backend/src/v2/driver/driver.go`: `res.Limits[k8score.ResourceName(acceleratorType)]`),
+so on Kubeflow it must be a Kubernetes extended-resource name such as `nvidia.com/gpu`
+(the GPU model is chosen with a node selector, e.g. `cloud.google.com/gke-accelerator`),
+while Vertex AI wants a member of its `AcceleratorType` enum (`NVIDIA_TESLA_A100`, ...).
+
+The Kubernetes rules are ported from Kubernetes itself:
+`k8s.io/apimachinery/pkg/api/validate/content/kube.go` (IsLabelKey = IsQualifiedName,
+IsLabelValue), `.../util/validation/validation.go` (IsDNS1123Subdomain) and
+`pkg/apis/core/helper/helpers.go` (IsExtendedResourceName, IsNativeResource).
+No kfp import here: the component bodies import this module too.
+"""
+
+from __future__ import annotations
+
+import re
+
+KUBEFLOW = "kubeflow"
+VERTEX = "vertex"
+PLATFORMS = (KUBEFLOW, VERTEX)
+DEFAULT_PLATFORM = KUBEFLOW
+
+# Default GPU request per platform (the resource name on Kubeflow, the enum on Vertex AI).
+DEFAULT_ACCELERATOR = {KUBEFLOW: "nvidia.com/gpu", VERTEX: "NVIDIA_TESLA_A100"}
+# GKE's node label naming the GPU model (https://cloud.google.com/kubernetes-engine/docs/how-to/gpus).
+GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
+
+# KFP's own object store on clusters without GCS: its MinIO Secret (namespace kubeflow,
+# copied into each profile namespace by multi-user Kubeflow; keys accesskey/secretkey,
+# manifests/kustomize/.../mlpipeline-minio-artifact-secret.yaml), its Service, and the
+# variables boto3 reads them from.
+KFP_MINIO_SECRET = "mlpipeline-minio-artifact"
+KFP_MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
+S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
+
+# The oldest KFP backend that runs this pipeline: 2.5.0 is the first release that
+# resolves `dsl.PIPELINE_JOB_ID_PLACEHOLDER` (kubeflow/pipelines#11599); a pipeline
+# parameter as accelerator limit (`num_gpus`) needs 2.4.0 (#11501).
+MIN_KFP_BACKEND = "2.5.0"
+
+
+class PlatformError(ValueError):
+    """A compile/submit option the target platform would reject; the message is one line."""
+
+
+# --- Kubernetes names (ported from Kubernetes, see the module docstring) -------------------
+
+_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN = re.compile(rf"^{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
+_DNS1123_SUBDOMAIN_MAX = 253
+_LABEL_KEY_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_LABEL_KEY_NAME_RE = re.compile(rf"^{_LABEL_KEY_NAME}$")
+_LABEL_VALUE_RE = re.compile(rf"^({_LABEL_KEY_NAME})?$")
+_NAME_MAX = 63
+_RESOURCE_DEFAULT_NAMESPACE_PREFIX = "kubernetes.io/"
+_RESOURCE_REQUESTS_PREFIX = "requests."
+
+
+def qualified_name_errors(value: str) -> list[str]:
+    """Kubernetes' IsQualifiedName (a label key): `[prefix/]name`; [] when valid."""
+    parts = value.split("/")
+    if len(parts) > 2:
+        return ["must be [DNS subdomain/]name with at most one '/'"]
+    errors = []
+    name = parts[-1]
+    if len(parts) == 2:
+        prefix = parts[0]
+        if not prefix:
+            errors.append("prefix part must be non-empty")
+        elif len(prefix) > _DNS1123_SUBDOMAIN_MAX or not _DNS1123_SUBDOMAIN.match(prefix):
+            errors.append("prefix part must be a lowercase RFC 1123 subdomain")
+    if not name:
+        errors.append("name part must be non-empty")
+    elif len(name) > _NAME_MAX:
+        errors.append(f"name part must be at most {_NAME_MAX} characters")
+    if not _LABEL_KEY_NAME_RE.match(name):
+        errors.append(
+            "name part must consist of alphanumerics, '-', '_' or '.', "
+            "starting and ending with an alphanumeric"
+        )
+    return errors
+
+
+def label_value_errors(value: str) -> list[str]:
+    """Kubernetes' IsLabelValue; [] when valid."""
+    errors = []
+    if len(value) > _NAME_MAX:
+        errors.append(f"must be at most {_NAME_MAX} characters")
+    if not _LABEL_VALUE_RE.match(value):
+        errors.append(
+            "must be empty or alphanumerics, '-', '_' or '.', starting and ending "
+            "with an alphanumeric"
+        )
+    return errors
+
+
+def is_native_resource(name: str) -> bool:
+    """In the kubernetes.io/ namespace; unprefixed names are implicitly there."""
+    return "/" not in name or _RESOURCE_DEFAULT_NAMESPACE_PREFIX in name
+
+
+def is_extended_resource_name(name: str) -> bool:
+    """Kubernetes' IsExtendedResourceName: what a container may request besides cpu/memory."""
+    if is_native_resource(name) or name.startswith(_RESOURCE_REQUESTS_PREFIX):
+        return False
+    return not qualified_name_errors(_RESOURCE_REQUESTS_PREFIX + name)
+
+
+def check_node_selector(key: str, value: str) -> None:
+    errors = qualified_name_errors(key) + label_value_errors(value)
+    if errors:
+        raise PlatformError(
+            f"node selector {key}={value} is not a valid Kubernetes label: {'; '.join(errors)}"
+        )
+
+
+# --- Vertex AI ------------------------------------------------------------------------------
+
+
+def vertex_accelerator_types() -> list[str]:
+    """The accelerator names the installed google-cloud-aiplatform's API accepts."""
+    try:
+        from google.cloud.aiplatform_v1.types import AcceleratorType
+    except ImportError as err:
+        raise PlatformError(
+            "--platform=vertex checks accelerator names against google-cloud-aiplatform: "
+            "pip install 'simclr-kfp[vertex]'"
+        ) from err
+    return [name for name, value in AcceleratorType.__members__.items() if value != 0]
+
+
+# --- Both -------------------------------------------------------------------------------------
+
+
+def check_platform(platform: str) -> None:
+    if platform not in PLATFORMS:
+        raise PlatformError(f"--platform must be one of {', '.join(PLATFORMS)}, got {platform!r}")
+
+
+def check_accelerator(platform: str, accelerator: str) -> None:
+    """Raises PlatformError unless `platform` accepts `accelerator` ("" = no GPU request)."""
+    check_platform(platform)
+    if not accelerator:
+        return
+    if platform == KUBEFLOW:
+        if not is_extended_resource_name(accelerator):
+            raise PlatformError(
+                f"--accelerator_type={accelerator} is not a Kubernetes extended resource name "
+                f"(the pod's GPU limit), e.g. {DEFAULT_ACCELERATOR[KUBEFLOW]}; choose the GPU "
+                f"model with --node_selector={GKE_ACCELERATOR_LABEL}=nvidia-tesla-a100"
+            )
+        return
+    known = vertex_accelerator_types()
+    if accelerator not in known:
+        raise PlatformError(
+            f"--accelerator_type={accelerator} is not a Vertex AI AcceleratorType; "
+            f"known: {', '.join(known)}"
+        )
+
+
+def package_platform(accelerators: list[str]) -> str | None:
+    """Which platform a compiled package's accelerator names are for (None: either)."""
+    for name in accelerators:
+        if is_extended_resource_name(name):
+            return KUBEFLOW
+        if name:
+            return VERTEX
+    return None
+
+
+def registry_host(image: str) -> str | None:
+    """The registry host of an image reference, None when it has none (Docker Hub implied).
+
+    Docker's own rule (the docker SDK's `auth.split_repo_name`, distribution/reference):
+    the first path component is a host when it contains '.' or ':' or is 'localhost'.
+    """
+    from docker.auth import split_repo_name
+
+    host, _ = split_repo_name(image)
+    # split_repo_name reports Docker Hub both when named and when implied; only named counts.
+    return host if image.startswith(f"{host}/") else None

@@ -1,0 +1,103 @@
+"""One place for each default, or a test that fails when a copy drifts.
+
+The pipeline's run-time defaults live in `presets.GPU` (the pipeline signature reads
+it), the compile-time ones in `PipelineOptions` (the CLI flags read it). Component
+signatures carry no defaults. What remains duplicated by necessity is checked here: the
+task configs (the container CLIs), the CIFAR URL, the version and the Makefile.
+"""
+
+import dataclasses
+import inspect
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import tomllib
+from simclr import cifar
+from simclr.tasks.evaluate import EvaluateConfig
+from simclr.tasks.prepare_data import PrepareDataConfig
+from simclr.train_config import PretrainConfig
+from simclr_pipeline import __version__, components, presets
+from simclr_pipeline.components import DEFAULT_IMAGE_REPO, DEFAULT_IMAGE_TAG
+from simclr_pipeline.pipeline import simclr_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+COMPONENT_FUNCTIONS = [
+    components.prepare_data,
+    components.augment,
+    components.pretrain,
+    components.evaluate,
+]
+
+
+def _default(config_cls, name):
+    return {f.name: f.default for f in dataclasses.fields(config_cls)}[name]
+
+
+@pytest.mark.parametrize("func", COMPONENT_FUNCTIONS, ids=lambda f: f.__name__)
+def test_components_take_every_value_from_the_pipeline(func):
+    passed = set()
+    for task in simclr_pipeline.pipeline_spec.root.dag.tasks.values():
+        if task.component_ref.name == f"comp-{func.__name__.replace('_', '-')}":
+            passed |= set(task.inputs.parameters) | set(task.inputs.artifacts)
+    assert passed, func.__name__
+    with_default = {
+        name
+        for name, p in inspect.signature(func).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    assert not (with_default & passed), "a default here would be a second copy"
+
+
+def test_pipeline_signature_defaults_are_the_gpu_preset():
+    defaults = {n: p.default for n, p in simclr_pipeline.component_spec.inputs.items()}
+    scalars = {n: v for n, v in defaults.items() if not isinstance(v, dict)}
+    assert scalars == {n: presets.GPU[n] for n in scalars}
+
+
+@pytest.mark.parametrize(
+    "preset_name, config_cls, field",
+    [
+        ("encoder", PretrainConfig, "encoder"),
+        ("width_multiplier", PretrainConfig, "width_multiplier"),
+        ("epochs", PretrainConfig, "epochs"),
+        ("batch_size", PretrainConfig, "batch_size"),
+        ("learning_rate", PretrainConfig, "learning_rate"),
+        ("temperature", PretrainConfig, "temperature"),
+        ("max_train_examples", PretrainConfig, "max_train_examples"),
+        ("checkpoint_every_steps", PretrainConfig, "checkpoint_every_steps"),
+        ("precision", PretrainConfig, "precision"),
+        ("strategy", PretrainConfig, "strategy"),
+        ("seed", PretrainConfig, "seed"),
+        ("eval_protocols", EvaluateConfig, "protocols"),
+        ("baseline", EvaluateConfig, "baseline"),
+        ("source", PrepareDataConfig, "source"),
+        ("num_shards", PrepareDataConfig, "num_shards"),
+        ("seed", PrepareDataConfig, "seed"),
+    ],
+)
+def test_gpu_preset_matches_the_task_defaults(preset_name, config_cls, field):
+    assert presets.GPU[preset_name] == _default(config_cls, field)
+
+
+def test_label_fractions_and_cifar_url_match():
+    fractions = tuple(float(f) for f in presets.GPU["label_fractions"].split(","))
+    assert fractions == _default(PrepareDataConfig, "label_fractions")
+    assert presets.OFFICIAL_CIFAR10_URL == cifar.DEFAULT_SOURCE
+
+
+def test_version_has_one_value():
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert __version__ == pyproject == DEFAULT_IMAGE_TAG
+    # The fallback for an uninstalled source tree is a literal: keep it in step too.
+    init = (REPO / "pipelines" / "simclr_pipeline" / "__init__.py").read_text()
+    assert re.search(r'__version__ = "([^"]+)"', init).group(1) == pyproject
+
+
+def test_makefile_image_defaults_are_the_cli_defaults():
+    out = subprocess.run(
+        ["make", "-n", "compile"], cwd=REPO, capture_output=True, text=True, timeout=60
+    ).stdout
+    assert f"--image_repo={DEFAULT_IMAGE_REPO} " in out
+    assert f"--image_tag={DEFAULT_IMAGE_TAG}" in out
