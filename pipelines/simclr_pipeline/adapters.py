@@ -209,7 +209,7 @@ def tensorboard_markdown(logdir: str, checkpoint_dir: str, live: bool) -> str:
         "written live during training"
         if live
         else "written under the model artifact (set the `tensorboard_root` pipeline "
-        "parameter to a gs:// URI to watch them while training runs)"
+        "parameter to a gs:// or s3:// URI to watch them while training runs)"
     )
     return (
         "# TensorBoard\n\n"
