@@ -299,6 +299,7 @@ class Trainer:
             keep=config.keep_checkpoints,
             chief=self.chief,
             cache_dir=config.cache_dir or None,
+            fallback=config.checkpoint_fallback,
         )
         self.summaries = SummaryLogger(
             plan.tensorboard_dir, sync_seconds=config.tensorboard_sync_seconds, enabled=self.chief

@@ -53,6 +53,8 @@ class PretrainConfig:
     max_train_examples: int = 0  # 0 = the whole train split
     checkpoint_every_steps: int = 500
     keep_checkpoints: int = 3
+    # An index naming missing files is an error; true: resume from the newest complete one.
+    checkpoint_fallback: bool = False
     monitor_every_epochs: int = 10  # kNN monitor; 0 = off
     monitor_queries: int = 1000  # test images used as kNN queries
     log_every_steps: int = 50
