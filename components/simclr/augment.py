@@ -22,9 +22,9 @@ Batched version (`augment_pair` / `augment_batch`): vectorised over the batch, s
 randomness, compiles under XLA. Each image's randomness depends only on the seed and its
 position in the batch (`augment_batch(x[:k], p, s)` equals `augment_batch(x, p, s)[:k]` up to
 float rounding).
-- Crop + resize + flip is separable bicubic resampling: per image, gather the four source
-  rows of each output row and weight them, then the same for columns (the flip is folded
-  into the column taps, the 1/255 into the row weights).
+- Crop + resize + flip is separable bicubic resampling: two batched matrix products with
+  per-image 4-tap resampling matrices (the flip is folded into the column matrix, the
+  1/255 into the row matrix).
 - The colour ops run on the three channel planes [B,H,W] (vectorises well on CPU), with
   per-image amounts; saturation and hue in closed form (no HSV round trip: v + r(x - v)
   for saturation, the max/min-preserving hue turn for hue). Each jitter slot computes
@@ -383,22 +383,19 @@ def crop_resize(
     the official pipeline, whose colour ops clip)."""
     height, width = images.shape[1], images.shape[2]
     y, x, h, w = (tf.cast(b, tf.float32) for b in boxes)
-    rows, row_weights = _bicubic_taps(y, h, height)
-    cols, col_weights = _bicubic_taps(x, w, width)
+    # Separable, as two batched matrix products with per-image resampling matrices
+    # (4 taps per row; measured ~2.6x faster on CPU than gathering the taps).
+    rows = _resampling_matrix(*_bicubic_taps(y, h, height), height) * (1.0 / 255.0)
+    cols = _resampling_matrix(*_bicubic_taps(x, w, width), width)
     if flip is not None:
         cols = tf.where(flip[:, None, None], tf.reverse(cols, [1]), cols)
-        col_weights = tf.where(flip[:, None, None], tf.reverse(col_weights, [1]), col_weights)
-    # Separable: four source rows per output row, then four columns per output column.
-    row_weights = row_weights * (1.0 / 255.0)
-    out = 0.0
-    for tap in range(4):
-        picked = tf.gather(images, rows[:, :, tap], axis=1, batch_dims=1)
-        out += tf.cast(picked, tf.float32) * row_weights[:, :, tap, None, None]
-    result = 0.0
-    for tap in range(4):
-        picked = tf.gather(out, cols[:, :, tap], axis=2, batch_dims=1)
-        result += picked * col_weights[:, None, :, tap, None]
-    return result
+    out = tf.einsum("boh,bhwc->bowc", rows, tf.cast(images, tf.float32))
+    return tf.einsum("bpw,bowc->bopc", cols, out)
+
+
+def _resampling_matrix(index: tf.Tensor, weights: tf.Tensor, n_in: int) -> tf.Tensor:
+    """[B, n_out, n_in] from the taps' source indices and weights [B, n_out, 4]."""
+    return tf.reduce_sum(tf.one_hot(index, n_in) * weights[..., None], axis=2)
 
 
 def _crop_flip_resize(images: tf.Tensor, draws: tf.Tensor, policy: AugmentPolicy) -> tf.Tensor:
@@ -449,23 +446,18 @@ def _saturation(planes: list, factor: tf.Tensor, top: tf.Tensor, bottom: tf.Tens
 
 def _hue(planes: list, delta: tf.Tensor, top: tf.Tensor, bottom: tf.Tensor) -> list:
     """tf.image.adjust_hue: the hue h in [0, 6) turns by 6 * delta; max and min are kept.
-    Channel n of the result is max - (max - min) * clip(min(k, 4 - k), 0, 1) with
-    k = (h + n') mod 6, n' = 5, 3, 1 for R, G, B (HSV to RGB without branches)."""
+    Each channel of the result is max - (max - min) * t(h) with the HSV-to-RGB ramps
+    t_R = clip(2 - |h - 3|), t_G = clip(|h - 2| - 1), t_B = clip(|h - 4| - 1) (no branches)."""
     r, g, b = planes
     spread = top - bottom
     inverse = 1.0 / tf.where(spread > 0, spread, 1.0)
-    hue = tf.where(
-        r >= top,
-        (g - b) * inverse,
-        tf.where(g >= top, (b - r) * inverse + 2.0, (r - g) * inverse + 4.0),
-    )
-    hue = hue + 6.0 * _per_image(delta)
-    out = []
-    for shift in (5.0, 3.0, 1.0):
-        k = hue + shift
-        k = k - 6.0 * tf.floor(k * (1.0 / 6.0))
-        out.append(top - spread * tf.clip_by_value(tf.minimum(k, 4.0 - k), 0.0, 1.0))
-    return out
+    red_top, green_top = r >= top, g >= top
+    rise = tf.where(red_top, g - b, tf.where(green_top, b - r, r - g))
+    sector = tf.where(red_top, 0.0, tf.where(green_top, 2.0, 4.0))
+    hue = rise * inverse + sector + 6.0 * _per_image(delta)
+    hue = hue - 6.0 * tf.floor(hue * (1.0 / 6.0))
+    ramps = (2.0 - tf.abs(hue - 3.0), tf.abs(hue - 2.0) - 1.0, tf.abs(hue - 4.0) - 1.0)
+    return [top - spread * tf.clip_by_value(t, 0.0, 1.0) for t in ramps]
 
 
 def _max_min(planes: list) -> tuple[tf.Tensor, tf.Tensor]:
@@ -510,33 +502,36 @@ def _scale(u: tf.Tensor, lo: float, hi: float) -> tf.Tensor:
 
 def _color_jitter(planes: list, draws: tf.Tensor, policy: AugmentPolicy) -> list:
     """Colour jitter as the official `color_jitter_rand`: the four ops in a random order
-    per image, each followed by a clip to [0, 1]. Every slot computes all four ops and
-    keeps each image's own (one op per image per slot); images not jittered keep theirs."""
+    per image, each followed by a clip to [0, 1]; images not jittered keep theirs.
+
+    Every slot computes hue and one "linear" op per image, a * x + b, that is brightness
+    (a = 1 and b = delta, or a = factor), contrast (a = factor, b = (1 - factor) * the
+    channel's mean) or saturation (per pixel a = r, b = (1 - r) * max, see _saturation)
+    by the image's op for the slot, then keeps hue's or the linear op's result."""
     apply, bright, contrast, saturation, hue, order = _jitter_amounts(draws, policy)
-    brightness = _brightness_add if policy.color_jitter_version == "v1" else _brightness_scale
+    additive = policy.color_jitter_version == "v1"
     original = planes
     for slot in range(4):
+        op = order[:, slot]
         top, bottom = _max_min(planes)
-        candidates = [
-            brightness(planes, bright),
-            _contrast(planes, contrast),
-            _saturation(planes, saturation, top, bottom),
-            _hue(planes, hue, top, bottom),
-        ]
-        op = _per_image(order[:, slot])
-        planes = [
-            tf.clip_by_value(
-                tf.where(
-                    op < 2,
-                    tf.where(op == 0, candidates[0][c], candidates[1][c]),
-                    tf.where(op == 2, candidates[2][c], candidates[3][c]),
-                ),
-                0.0,
-                1.0,
-            )
-            for c in range(3)
-        ]
-        planes = _materialize(planes, draws)  # each slot reads its input many times
+        # Saturation's per-pixel blend weight towards the max (as in _saturation).
+        spread = top - bottom
+        ratio = tf.minimum(_per_image(saturation), top / tf.where(spread > 0, spread, 1.0))
+        ratio = tf.where(top > 0, ratio, 0.0)
+        is_saturation = _per_image(op == 2)
+        image_scale = tf.where(op == 1, contrast, 1.0 if additive else bright)
+        scale = tf.where(is_saturation, ratio, _per_image(image_scale))
+        toward_top = (1.0 - ratio) * top
+        rotated = _hue(planes, hue, top, bottom)
+        is_hue = _per_image(op == 3)
+        out = []
+        for c, plane in enumerate(planes):
+            mean = tf.reduce_mean(plane, axis=[1, 2])
+            offset = tf.where(op == 1, (1.0 - contrast) * mean, bright if additive else 0.0)
+            offset = tf.where(is_saturation, toward_top, _per_image(offset))
+            value = tf.where(is_hue, rotated[c], scale * plane + offset)
+            out.append(tf.clip_by_value(value, 0.0, 1.0))
+        planes = _materialize(out, draws)  # each slot reads its input many times
     keep = _per_image(apply)
     return [tf.where(keep, j, o) for j, o in zip(planes, original, strict=True)]
 
