@@ -196,3 +196,41 @@ def test_schedule_length_matches_the_official_count():
     assert plan.epochs_completed(48828) == 999 and plan.epochs_completed(48829) == 1000
     short = make_plan(PretrainConfig(data_dir="-", output_dir="-", epochs=2, batch_size=300), cifar)
     assert (short.total_steps, short.warmup_steps) == (334, 334)  # warmup clamped to the run
+
+
+def test_training_step_minimises_twice_the_papers_loss():
+    """The official objective loss_a + loss_b = 2 x nt_xent_loss: an unadapted, undecayed
+    variable (BatchNorm beta) moves by lr x the gradient of twice the paper's mean."""
+    from simclr.augment import AugmentPolicy
+    from simclr.losses import OBJECTIVE_SCALE, nt_xent_loss
+    from simclr.train import build_state, make_train_step
+    from simclr.train_config import PretrainConfig, make_plan
+
+    assert OBJECTIVE_SCALE == 2.0
+    config = PretrainConfig(
+        data_dir="-", output_dir="-", encoder="resnet18", width_multiplier=0.125,
+        batch_size=16, learning_rate=0.5, lr_scaling="none", warmup_epochs=0, epochs=1,
+    )  # fmt: skip
+    plan = make_plan(config, {"splits": {"train": {"num_examples": 64}}})
+    strategy = tf.distribute.get_strategy()
+    state = build_state(strategy, config, plan, "float32")
+    # Views equal to the images: the gradient below sees exactly what the step sees.
+    identity = AugmentPolicy(
+        crop_area_min=1.0, crop_area_max=1.0, crop_aspect_min=1.0, crop_aspect_max=1.0,
+        flip_prob=0.0, color_jitter_prob=0.0, grayscale_prob=0.0,
+    )  # fmt: skip
+    images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    views = tf.constant(images, tf.float32) / 255.0
+    variables = state.encoder.trainable_variables + state.head.trainable_variables
+    beta = next(v for v in variables if v.path.endswith("stem_bn/beta"))
+    with tf.GradientTape() as tape:
+        z = state.head(state.encoder(tf.concat([views, views], 0), training=True), training=True)
+        paper_loss = nt_xent_loss(*tf.split(z, 2), config.temperature)
+    paper_grad = tape.gradient(paper_loss, beta).numpy()
+    before = beta.numpy()
+    step = make_train_step(strategy, state, config, identity, jit=False)
+    dataset = tf.data.Dataset.from_tensors(images).repeat()
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    step(iterator, tf.constant(0, tf.int64), tf.constant(0.0))
+    moved = before - beta.numpy()
+    np.testing.assert_allclose(moved, 0.5 * 2.0 * paper_grad, rtol=1e-3, atol=1e-7)
