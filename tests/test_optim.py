@@ -186,6 +186,20 @@ def test_training_takes_steps_at_the_scaled_learning_rate(scaling, expected):
     np.testing.assert_allclose(before - beta.numpy(), expected, rtol=1e-5)
 
 
+def test_float16_training_uses_the_replica_global_loss_scale():
+    from simclr.optim import GlobalLossScaleOptimizer
+    from simclr.train import build_state
+    from simclr.train_config import PretrainConfig, make_plan
+
+    config = PretrainConfig(
+        data_dir="-", output_dir="-", encoder="resnet18", width_multiplier=0.125
+    )
+    plan = make_plan(config, {"splits": {"train": {"num_examples": 5000}}})
+    state = build_state(tf.distribute.get_strategy(), config, plan, "float16")
+    assert isinstance(state.optimizer, GlobalLossScaleOptimizer)
+    assert isinstance(state.optimizer.inner_optimizer, LARS)
+
+
 def test_schedule_length_matches_the_official_count():
     from simclr.train_config import PretrainConfig, make_plan
 
