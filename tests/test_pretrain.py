@@ -28,6 +28,7 @@ def test_pretrained_run_learns_and_writes_outputs(pretrained_run: str, real_prep
     scalars = read_scalars(str(run / "tensorboard"))
     for tag in (
         "train/loss",
+        "train/objective",
         "train/contrastive_accuracy",
         "train/learning_rate",
         "perf/images_per_second",
@@ -36,6 +37,9 @@ def test_pretrained_run_learns_and_writes_outputs(pretrained_run: str, real_prep
     ):
         assert scalars.get(tag), f"no {tag} in {sorted(scalars)}"
     losses = [v for _, v in scalars["train/loss"]]
+    # Both scales are logged and labelled: the paper's mean, and the objective (twice it).
+    objective = [v for _, v in scalars["train/objective"]]
+    np.testing.assert_allclose(objective, 2 * np.asarray(losses), rtol=1e-6)
     # The loss falls: the last logged loss is well below the first (ln(2*256-1) ~ 6.24 at init).
     assert losses[-1] < losses[0] - 0.3, losses
     assert abs(metrics["final_loss"] - losses[-1]) < 1e-6

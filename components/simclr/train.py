@@ -378,14 +378,16 @@ class Trainer:
         )
 
     def _log_progress(self, step: int) -> None:
+        from simclr.losses import OBJECTIVE_SCALE
         from simclr.monitor import format_eta
 
         plan, p = self.plan, self.progress
         lr = float(self.state.schedule(step - 1))  # the rate this step was taken with
         scalars = {
-            # The paper's NT-Xent (mean over the 2N anchors); the optimised objective is
-            # twice it (OBJECTIVE_SCALE), as in the official code.
+            # train/loss: the paper's NT-Xent (mean over the 2N anchors); train/objective:
+            # what is minimised, OBJECTIVE_SCALE x that (the official loss_a + loss_b).
             "train/loss": p.loss,
+            "train/objective": OBJECTIVE_SCALE * p.loss,
             "train/contrastive_accuracy": p.accuracy,
             "train/learning_rate": lr,
         }
@@ -464,7 +466,7 @@ class Trainer:
 
         config, plan, p = self.config, self.plan, self.progress
         metrics: dict[str, Any] = {
-            "final_loss": p.loss,
+            "final_loss": p.loss,  # the paper's NT-Xent; the objective is OBJECTIVE_SCALE x it
             "final_contrastive_accuracy": p.accuracy,
             "steps": self.final_step,
             "steps_this_run": p.steps_this_session,
