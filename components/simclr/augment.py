@@ -405,6 +405,9 @@ def _crop_flip_resize(images: tf.Tensor, draws: tf.Tensor, policy: AugmentPolicy
 
 # --------------------------------------------------------------------- colour jitter
 #
+# Jitter op numbers in the random order (the official code's order when not random).
+_BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = range(4)
+
 # Each op works on the image as three channel planes [B,H,W] (vectorises well on CPU)
 # with per-image parameters [B], and equals the tf.image op of the official code applied
 # image by image (tests/test_augment.py checks each to 1e-4 under XLA).
@@ -436,12 +439,17 @@ def _contrast(planes: list, factor: tf.Tensor) -> list:
 def _saturation(planes: list, factor: tf.Tensor, top: tf.Tensor, bottom: tf.Tensor) -> list:
     """tf.image.adjust_saturation (HSV: s = clip(s * factor, 0, 1), h and v kept), in
     closed form: with v = max, s = (v - min) / v, each channel is v - s * v * k(h), so the
-    new image is v + r * (x - v) with r = min(factor, v / (v - min)); pixels with v <= 0
-    have s = 0 in TensorFlow's conversion and become grey at v."""
+    new image is v + r * (x - v), r from _saturation_ratio."""
+    ratio = _saturation_ratio(factor, top, bottom)
+    return [top + ratio * (c - top) for c in planes]
+
+
+def _saturation_ratio(factor: tf.Tensor, top: tf.Tensor, bottom: tf.Tensor) -> tf.Tensor:
+    """Per pixel r = min(factor, v / (v - min)) (s * factor clipped at 1); pixels with
+    v <= 0 have s = 0 in TensorFlow's conversion and become grey at v (r = 0)."""
     spread = top - bottom
     ratio = tf.minimum(_per_image(factor), top / tf.where(spread > 0, spread, 1.0))
-    ratio = tf.where(top > 0, ratio, 0.0)
-    return [top + ratio * (c - top) for c in planes]
+    return tf.where(top > 0, ratio, 0.0)
 
 
 def _hue(planes: list, delta: tf.Tensor, top: tf.Tensor, bottom: tf.Tensor) -> list:
@@ -514,20 +522,17 @@ def _color_jitter(planes: list, draws: tf.Tensor, policy: AugmentPolicy) -> list
     for slot in range(4):
         op = order[:, slot]
         top, bottom = _max_min(planes)
-        # Saturation's per-pixel blend weight towards the max (as in _saturation).
-        spread = top - bottom
-        ratio = tf.minimum(_per_image(saturation), top / tf.where(spread > 0, spread, 1.0))
-        ratio = tf.where(top > 0, ratio, 0.0)
-        is_saturation = _per_image(op == 2)
-        image_scale = tf.where(op == 1, contrast, 1.0 if additive else bright)
+        ratio = _saturation_ratio(saturation, top, bottom)
+        is_saturation = _per_image(op == _SATURATION)
+        image_scale = tf.where(op == _CONTRAST, contrast, 1.0 if additive else bright)
         scale = tf.where(is_saturation, ratio, _per_image(image_scale))
         toward_top = (1.0 - ratio) * top
         rotated = _hue(planes, hue, top, bottom)
-        is_hue = _per_image(op == 3)
+        is_hue = _per_image(op == _HUE)
         out = []
         for c, plane in enumerate(planes):
             mean = tf.reduce_mean(plane, axis=[1, 2])
-            offset = tf.where(op == 1, (1.0 - contrast) * mean, bright if additive else 0.0)
+            offset = tf.where(op == _CONTRAST, (1.0 - contrast) * mean, bright if additive else 0.0)
             offset = tf.where(is_saturation, toward_top, _per_image(offset))
             value = tf.where(is_hue, rotated[c], scale * plane + offset)
             out.append(tf.clip_by_value(value, 0.0, 1.0))
