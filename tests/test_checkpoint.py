@@ -74,7 +74,7 @@ def test_checkpoint_files_without_index_are_an_error(tmp_path):
     uri = str(tmp_path / "local_ckpt")
     _save_steps(uri, tmp_path, [1, 2])
     (tmp_path / "local_ckpt" / "checkpoint").unlink()
-    with pytest.raises(UserError, match="ckpt-1, ckpt-2 but no `checkpoint` index"):
+    with pytest.raises(UserError, match="ckpt-1, ckpt-2 but no `checkpoint` index naming one"):
         _checkpointer(uri, tmp_path)
     saver, value = _checkpointer(uri, tmp_path, fallback=True)
     assert saver.restore_latest().endswith("ckpt-2") and float(value.numpy()) == 2.0

@@ -79,39 +79,32 @@ def complete_checkpoints(listing: list[str]) -> list[str]:
 
 
 def resolve_latest(uri: str, *, fallback: bool) -> str | None:
-    """The checkpoint to resume from in `uri` (None: no checkpoint at all).
+    """The checkpoint to resume from in `uri` (None: there is none, start afresh).
 
     Raises UserError if the index names a checkpoint with missing files, or if there
-    are checkpoint files but no index, unless `fallback`: then the newest complete one.
+    are checkpoint files that no index names, unless `fallback`: then the newest
+    complete checkpoint (None if there is none).
     """
     listing = storage.list_files(uri)
     names = checkpoint_names(listing)
-    complete = complete_checkpoints(listing)
-    if INDEX_FILE in listing:
-        name = _latest_name(storage.read_text(storage.join(uri, INDEX_FILE)))
-        problem = (
-            "its index names no checkpoint"
-            if name is None
-            else _missing_message(name, missing_files(listing, name))
-        )
-    elif names:
-        name, problem = None, f"it holds {', '.join(names)} but no `{INDEX_FILE}` index file"
+    has_index = INDEX_FILE in listing
+    name = _latest_name(storage.read_text(storage.join(uri, INDEX_FILE))) if has_index else None
+    if name is None:
+        if not names:
+            return None  # nothing to resume from, nothing to lose
+        problem = f"it holds {', '.join(names)} but no `{INDEX_FILE}` index naming one"
     else:
-        return None
-    if name is not None and not problem:
-        return name
-    if not fallback:
-        newest = f"; the newest complete one is {complete[-1]}" if complete else ""
-        raise UserError(
-            f"checkpoint directory {uri}: {problem}{newest} (pass --checkpoint_fallback to "
-            "resume from the newest complete checkpoint, or use a new --checkpoint_dir)"
-        )
-    return complete[-1] if complete else None
-
-
-def _missing_message(name: str, missing: list[str]) -> str:
-    return (
-        f"its index names {name}, whose files are missing: {', '.join(missing)}" if missing else ""
+        missing = missing_files(listing, name)
+        if not missing:
+            return name
+        problem = f"its index names {name}, whose files are missing: {', '.join(missing)}"
+    complete = complete_checkpoints(listing)
+    if fallback:
+        return complete[-1] if complete else None
+    newest = f"; the newest complete one is {complete[-1]}" if complete else ""
+    raise UserError(
+        f"checkpoint directory {uri}: {problem}{newest} (pass --checkpoint_fallback to "
+        "resume from the newest complete checkpoint, or use a new --checkpoint_dir)"
     )
 
 
