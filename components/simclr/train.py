@@ -215,8 +215,9 @@ def make_train_step(strategy, state: TrainState, config: PretrainConfig, policy,
     scored with NT-Xent over the global batch; the objective is OBJECTIVE_SCALE x that
     loss (the official code's scale, which its learning rate and weight decay assume),
     scaled by 1/replicas (Keras sums the replicas' gradients). The returned loss is the
-    paper's NT-Xent (mean over the 2N anchors). With one replica and `jit` the whole step is one XLA
-    program; with several only the augmentation is (the rest has cross-replica collectives).
+    paper's NT-Xent (mean over the 2N anchors). With one replica and `jit` the whole step
+    is one XLA program; with several only the augmentation is (the rest has
+    cross-replica collectives).
     """
     import tensorflow as tf
 
