@@ -1,12 +1,17 @@
-"""LARS against hand computations, exclusions, loss scaling; WarmupCosine; lr scaling."""
+"""LARS against hand computations, exclusions, loss scaling (also across replicas);
+WarmupCosine; the schedule and learning rate that training uses."""
 
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from simclr.optim import LARS, WarmupCosine, scaled_learning_rate
+from simclr.optim import LARS, WarmupCosine
 
 LR, MOMENTUM, WD, ETA = 0.5, 0.9, 0.01, 0.001
 
@@ -131,9 +136,115 @@ def test_warmup_cosine_values():
         WarmupCosine(1.0, 10, 20)
 
 
-def test_scaled_learning_rate():
-    assert scaled_learning_rate(0.3, 512, "linear") == pytest.approx(0.6)
-    assert scaled_learning_rate(0.075, 256, "sqrt") == pytest.approx(1.2)  # 0.075*sqrt(B)
-    assert scaled_learning_rate(0.3, 256) == pytest.approx(0.3)
-    with pytest.raises(ValueError, match="scaling"):
-        scaled_learning_rate(0.3, 256, "cubic")
+def _loss_scale_run(optimizer: str) -> dict:
+    helper = Path(__file__).with_name("_loss_scale_check.py")
+    proc = subprocess.run(
+        [sys.executable, str(helper), optimizer], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_loss_scale_skips_on_every_replica_when_one_overflows():
+    """MirroredStrategy, 2 replicas, replica 1's gradients inf in the first step."""
+    ours = _loss_scale_run("global")
+    for before, after in zip(ours["initial"], ours["after_overflow"], strict=True):
+        np.testing.assert_array_equal(after, before)  # the step was skipped everywhere
+    assert ours["scale_after_overflow"] == ours["initial_scale"] / 2  # halved once
+    clean = [np.asarray(w) for w in ours["after_clean"]]
+    assert all(np.isfinite(w).all() for w in clean)
+    assert not np.allclose(clean[0], ours["initial"][0])  # the next step proceeds
+    assert ours["scale_after_clean"] == ours["initial_scale"] / 2
+    # The same scenario with Keras's own optimizer writes non-finite weights (its
+    # decision is replica 0's): the case above is the one that matters.
+    keras_run = _loss_scale_run("keras")
+    assert not all(np.isfinite(w).all() for w in map(np.asarray, keras_run["after_overflow"]))
+
+
+@pytest.mark.parametrize(
+    ("scaling", "expected"),
+    [("linear", 0.3 * 512 / 256), ("sqrt", 0.3 * math.sqrt(512)), ("none", 0.3)],
+)
+def test_training_takes_steps_at_the_scaled_learning_rate(scaling, expected):
+    """The optimizer training builds, after warmup, moves an unadapted variable by lr*g."""
+    from simclr.train import build_state
+    from simclr.train_config import PretrainConfig, make_plan
+
+    config = PretrainConfig(
+        data_dir="-", output_dir="-", encoder="resnet18", width_multiplier=0.125,
+        batch_size=512, learning_rate=0.3, lr_scaling=scaling, epochs=10, warmup_epochs=1,
+    )  # fmt: skip
+    plan = make_plan(config, {"splits": {"train": {"num_examples": 5000}}})
+    state = build_state(tf.distribute.get_strategy(), config, plan, "float32")
+    variables = state.encoder.trainable_variables + state.head.trainable_variables
+    beta = next(v for v in variables if v.path.endswith("stem_bn/beta"))
+    assert not state.optimizer.uses_layer_adaptation(beta)
+    state.optimizer.iterations.assign(plan.warmup_steps)  # the top of the schedule
+    before = beta.numpy()
+    grads = [tf.ones_like(v) if v is beta else tf.zeros_like(v) for v in variables]
+    state.optimizer.apply_gradients(zip(grads, variables, strict=True))
+    np.testing.assert_allclose(before - beta.numpy(), expected, rtol=1e-5)
+
+
+def test_float16_training_uses_the_replica_global_loss_scale():
+    from simclr.optim import GlobalLossScaleOptimizer
+    from simclr.train import build_state
+    from simclr.train_config import PretrainConfig, make_plan
+
+    config = PretrainConfig(
+        data_dir="-", output_dir="-", encoder="resnet18", width_multiplier=0.125
+    )
+    plan = make_plan(config, {"splits": {"train": {"num_examples": 5000}}})
+    state = build_state(tf.distribute.get_strategy(), config, plan, "float16")
+    assert isinstance(state.optimizer, GlobalLossScaleOptimizer)
+    assert isinstance(state.optimizer.inner_optimizer, LARS)
+
+
+def test_schedule_length_matches_the_official_count():
+    from simclr.train_config import PretrainConfig, make_plan
+
+    cifar = {"splits": {"train": {"num_examples": 50000}}}
+    plan = make_plan(PretrainConfig(data_dir="-", output_dir="-"), cifar)
+    # google-research/simclr: ceil(50000 * 1000 / 1024) steps, warmup over ceil(50000 * 10 / 1024).
+    assert (plan.total_steps, plan.warmup_steps) == (48829, 489)
+    assert plan.epochs_completed(48828) == 999 and plan.epochs_completed(48829) == 1000
+    short = make_plan(PretrainConfig(data_dir="-", output_dir="-", epochs=2, batch_size=300), cifar)
+    assert (short.total_steps, short.warmup_steps) == (334, 334)  # warmup clamped to the run
+
+
+def test_training_step_minimises_twice_the_papers_loss():
+    """The official objective loss_a + loss_b = 2 x nt_xent_loss: an unadapted, undecayed
+    variable (BatchNorm beta) moves by lr x the gradient of twice the paper's mean."""
+    from simclr.augment import AugmentPolicy
+    from simclr.losses import OBJECTIVE_SCALE, nt_xent_loss
+    from simclr.train import build_state, make_train_step
+    from simclr.train_config import PretrainConfig, make_plan
+
+    assert OBJECTIVE_SCALE == 2.0
+    config = PretrainConfig(
+        data_dir="-", output_dir="-", encoder="resnet18", width_multiplier=0.125,
+        batch_size=16, learning_rate=0.5, lr_scaling="none", warmup_epochs=0, epochs=1,
+    )  # fmt: skip
+    plan = make_plan(config, {"splits": {"train": {"num_examples": 64}}})
+    strategy = tf.distribute.get_strategy()
+    state = build_state(strategy, config, plan, "float32")
+    # Views equal to the images: the gradient below sees exactly what the step sees.
+    identity = AugmentPolicy(
+        crop_area_min=1.0, crop_area_max=1.0, crop_aspect_min=1.0, crop_aspect_max=1.0,
+        flip_prob=0.0, color_jitter_prob=0.0, grayscale_prob=0.0,
+    )  # fmt: skip
+    images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    views = tf.constant(images, tf.float32) / 255.0
+    variables = state.encoder.trainable_variables + state.head.trainable_variables
+    beta = next(v for v in variables if v.path.endswith("stem_bn/beta"))
+    with tf.GradientTape() as tape:
+        z = state.head(state.encoder(tf.concat([views, views], 0), training=True), training=True)
+        paper_loss = nt_xent_loss(*tf.split(z, 2), config.temperature)
+    paper_grad = tape.gradient(paper_loss, beta).numpy()
+    before = beta.numpy()
+    step = make_train_step(strategy, state, config, identity, jit=False)
+    dataset = tf.data.Dataset.from_tensors(images).repeat()
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    step(iterator, tf.constant(0, tf.int64), tf.constant(0.0))
+    moved = before - beta.numpy()
+    np.testing.assert_allclose(moved, 0.5 * 2.0 * paper_grad, rtol=1e-3, atol=1e-7)

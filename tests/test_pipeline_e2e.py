@@ -1,8 +1,9 @@
-"""The whole pipeline under kfp.local's SubprocessRunner on a tiny real CIFAR-10 subset.
+"""The whole pipeline under kfp.local's SubprocessRunner on a small real CIFAR-10 subset.
 
 Runs `python -m simclr_pipeline.cli run-local --preset=test` in a subprocess (as
 `make demo` does, only smaller) and checks the artifacts where the pipeline says
-they are.
+they are. Pretraining gets just enough work (2,000 images, 8 epochs: 125 steps, about
+a minute of CPU) for its encoder to beat the random-init baseline, as the demo shows.
 """
 
 import glob
@@ -17,13 +18,23 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO.parent / "shared" / "tools" / "cifar10_tarball.py"
+NUM_TRAIN, NUM_TEST = 2000, 500
+# On top of the test preset: enough pretraining to learn something.
+PARAMS = {
+    "max_train_examples": NUM_TRAIN,
+    "epochs": 8,
+    "batch_size": 128,
+    "learning_rate": 1.0,
+    "eval_max_train_examples": 1000,
+}
 
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("e2e")
     subprocess.run(
-        [sys.executable, str(TOOL), "--out", str(work), "--train", "500", "--test", "200"],
+        [sys.executable, str(TOOL), "--out", str(work), "--train", str(NUM_TRAIN)]
+        + ["--test", str(NUM_TEST)],
         check=True,
         capture_output=True,
         timeout=120,
@@ -40,6 +51,7 @@ def local_run(tmp_path_factory) -> dict:
             "--preset=test",
             f"--root={root}",
             f"--source={archive}",
+            *(f"--param={key}={value}" for key, value in PARAMS.items()),
         ],
         capture_output=True,
         text=True,
@@ -73,9 +85,9 @@ def test_prepared_data(local_run):
     manifest = json.loads(
         (local_run["run"] / "prepare-data" / "dataset" / "manifest.json").read_text()
     )
-    assert manifest["splits"]["train"]["num_examples"] == 500
-    assert manifest["splits"]["test"]["num_examples"] == 200
-    assert artifact_metadata(local_run["run"], "prepare-data", "dataset")["num_train"] == 500
+    assert manifest["splits"]["train"]["num_examples"] == NUM_TRAIN
+    assert manifest["splits"]["test"]["num_examples"] == NUM_TEST
+    assert artifact_metadata(local_run["run"], "prepare-data", "dataset")["num_train"] == NUM_TRAIN
 
 
 def test_augment_outputs(local_run):
@@ -119,13 +131,16 @@ def test_evaluation_outputs(local_run):
     for name in ("knn_top1", "linear_top1"):
         assert 0.0 <= evaluation[name] <= 1.0
         assert 0.0 <= evaluation["baseline"][name] <= 1.0
+        # The point of pretraining: its encoder beats the random-init one on both protocols
+        # (measured here: kNN 0.220 vs 0.186, linear 0.320 vs 0.276 on the 500 test images).
+        assert evaluation[name] > evaluation["baseline"][name] + 0.01, (name, evaluation)
     ui_metrics = artifact_metadata(run, "evaluate", "eval_metrics")
     assert ui_metrics["knn_top1"] == evaluation["knn_top1"]
     assert ui_metrics["baseline_linear_top1"] == evaluation["baseline"]["linear_top1"]
     assert not any(k.startswith("settings_") for k in ui_metrics)
     matrix = artifact_metadata(run, "evaluate", "confusion_matrix")["confusionMatrix"]
     assert len(matrix["annotationSpecs"]) == 10
-    assert sum(sum(r["row"]) for r in matrix["rows"]) == 200  # every test image once
+    assert sum(sum(r["row"]) for r in matrix["rows"]) == NUM_TEST  # every test image once
     report = (run / "evaluate" / "report").read_text()
     assert report.startswith("#") and "data:image/png;base64," in report
     assert "data:image/png;base64," in (run / "evaluate" / "plots").read_text()

@@ -79,6 +79,18 @@ def test_batch_not_divisible_by_replicas(real_prepared_data, tmp_path):
     assert not (out / "metrics.json").exists()
 
 
+def test_num_cpu_devices_that_cannot_be_set_is_an_error():
+    import tensorflow as tf
+    from simclr import distribute
+    from simclr.errors import UserError
+
+    have = len(tf.config.list_logical_devices("CPU"))  # TensorFlow's devices now exist
+    with pytest.raises(UserError, match=f"--num_cpu_devices {have + 2}: .*already initialised"):
+        distribute.configure_cpu_devices(have + 2)
+    if have > 1:
+        distribute.configure_cpu_devices(have)  # what is there already: fine
+
+
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
 def test_missing_or_corrupt_manifest(real_prepared_data, tmp_path, damage):
     data = tmp_path / "data"

@@ -1,9 +1,17 @@
-"""Checkpoints in a local directory or gs:// (written locally, then uploaded).
+"""Checkpoints in a local directory or object storage (written locally, then uploaded).
 
-TensorFlow only ever sees local paths: for gs:// the newest checkpoint is downloaded
-into a local directory at start, and each new checkpoint is uploaded right after it is
-written (data files first, the `checkpoint` index file last, so a reader never sees an
-index pointing at missing files); checkpoints rotated out locally are deleted remotely.
+TensorFlow only ever sees local paths: for a remote directory the newest checkpoint is
+downloaded into a local directory at start, and each new checkpoint is uploaded right
+after it is written (data files first, the `checkpoint` index file last, so a reader
+never sees an index pointing at missing files).
+
+Checkpoints are never lost:
+- At start, an index naming a checkpoint whose files are missing (or checkpoint files
+  without an index) is an error naming the files; with `fallback=True` the newest
+  complete checkpoint is used instead (and the index rewritten to name it).
+- A remote checkpoint is deleted only after a newer one is fully uploaded and indexed,
+  and only if it is older than that one and not among the `keep` newest complete ones;
+  checkpoints newer than the one just written are never touched.
 With MultiWorkerMirroredStrategy every worker calls save() (saving may involve
 collectives), but only the chief writes to the real directory; the others write to a
 temporary one that is deleted (as TensorFlow's multi-worker guide prescribes).
@@ -19,8 +27,10 @@ import tempfile
 import tensorflow as tf
 
 from simclr import storage
+from simclr.errors import UserError
 
 INDEX_FILE = "checkpoint"
+_CHECKPOINT_FILE = re.compile(r"(ckpt-(\d+))\.(index|data-(\d+)-of-(\d+))")
 
 
 def _latest_name(index_text: str) -> str | None:
@@ -28,26 +38,88 @@ def _latest_name(index_text: str) -> str | None:
     return os.path.basename(match.group(1)) if match else None
 
 
-def _download_latest(uri: str, local_dir: str) -> None:
-    """Copies the newest checkpoint (and the index) from gs:// into local_dir."""
-    index_uri = storage.join(uri, INDEX_FILE)
-    if not storage.exists(index_uri):
-        return
-    name = _latest_name(storage.read_text(index_uri))
+def _index_text(names: list[str]) -> str:
+    """A CheckpointState index (text proto) naming `names`, oldest first, the last latest."""
+    lines = [f'model_checkpoint_path: "{names[-1]}"']
+    lines += [f'all_model_checkpoint_paths: "{name}"' for name in names]
+    return "\n".join(lines) + "\n"
+
+
+def _step(name: str) -> int:
+    return int(name.rsplit("-", 1)[1])
+
+
+def missing_files(listing: list[str], name: str) -> list[str]:
+    """The files checkpoint `name` lacks in a directory listing ([] if it is complete):
+    its `.index` and every data shard `.data-<i>-of-<n>`."""
+    present = {
+        m.group(3) for f in listing if (m := _CHECKPOINT_FILE.fullmatch(f)) and m.group(1) == name
+    }
+    missing = [] if "index" in present else [f"{name}.index"]
+    shard_counts = {int(p.rsplit("-of-", 1)[1]) for p in present if p.startswith("data-")}
+    if not shard_counts:
+        return missing + [f"{name}.data-00000-of-00001"]
+    for count in sorted(shard_counts):
+        for shard in range(count):
+            part = f"data-{shard:05d}-of-{count:05d}"
+            if part not in present:
+                missing.append(f"{name}.{part}")
+    return missing
+
+
+def checkpoint_names(listing: list[str]) -> list[str]:
+    """Every checkpoint name with at least one file in the listing, oldest first."""
+    names = {m.group(1) for f in listing if (m := _CHECKPOINT_FILE.fullmatch(f))}
+    return sorted(names, key=_step)
+
+
+def complete_checkpoints(listing: list[str]) -> list[str]:
+    """The checkpoints whose files are all there, oldest first."""
+    return [name for name in checkpoint_names(listing) if not missing_files(listing, name)]
+
+
+def resolve_latest(uri: str, *, fallback: bool) -> str | None:
+    """The checkpoint to resume from in `uri` (None: there is none, start afresh).
+
+    Raises UserError if the index names a checkpoint with missing files, or if there
+    are checkpoint files that no index names, unless `fallback`: then the newest
+    complete checkpoint (None if there is none).
+    """
+    listing = storage.list_files(uri)
+    names = checkpoint_names(listing)
+    has_index = INDEX_FILE in listing
+    name = _latest_name(storage.read_text(storage.join(uri, INDEX_FILE))) if has_index else None
     if name is None:
-        return
-    files = [f for f in storage.list_files(uri) if f.startswith(name + ".")]
-    if not files:
-        return
-    for rel in files:
-        storage.download_file(storage.join(uri, rel), os.path.join(local_dir, rel))
-    # An index naming only the checkpoint we have, so the manager starts consistent.
+        if not names:
+            return None  # nothing to resume from, nothing to lose
+        problem = f"it holds {', '.join(names)} but no `{INDEX_FILE}` index naming one"
+    else:
+        missing = missing_files(listing, name)
+        if not missing:
+            return name
+        problem = f"its index names {name}, whose files are missing: {', '.join(missing)}"
+    complete = complete_checkpoints(listing)
+    if fallback:
+        return complete[-1] if complete else None
+    newest = f"; the newest complete one is {complete[-1]}" if complete else ""
+    raise UserError(
+        f"checkpoint directory {uri}: {problem}{newest} (pass --checkpoint_fallback to "
+        "resume from the newest complete checkpoint, or use a new --checkpoint_dir)"
+    )
+
+
+def _download(uri: str, name: str, local_dir: str) -> None:
+    """Copies checkpoint `name` from `uri` into local_dir, with an index naming only it."""
+    for rel in storage.list_files(uri):
+        match = _CHECKPOINT_FILE.fullmatch(rel)
+        if match and match.group(1) == name:
+            storage.download_file(storage.join(uri, rel), os.path.join(local_dir, rel))
     with open(os.path.join(local_dir, INDEX_FILE), "w") as f:
-        f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
+        f.write(_index_text([name]))
 
 
 class Checkpointer:
-    """Saves and restores a tf.train.Checkpoint under `uri` (local or gs://)."""
+    """Saves and restores a tf.train.Checkpoint under `uri` (local or remote)."""
 
     def __init__(
         self,
@@ -57,19 +129,43 @@ class Checkpointer:
         keep: int,
         chief: bool,
         cache_dir: str | None = None,
+        fallback: bool = False,
     ) -> None:
         self.checkpoint = checkpoint
         self.uri = uri
         self.chief = chief
+        self.keep = keep
         self._temp_dirs: list[str] = []
+        latest = resolve_latest(uri, fallback=fallback)
         if storage.is_remote(uri):
             self.read_dir = self._temp_dir(cache_dir, "simclr-ckpt-")
-            _download_latest(uri, self.read_dir)
+            if latest is not None:
+                _download(uri, latest, self.read_dir)
         else:
             self.read_dir = uri
             os.makedirs(uri, exist_ok=True)
+            if latest is not None and chief:
+                self._reindex_local(latest)
         write_dir = self.read_dir if chief else self._temp_dir(cache_dir, "simclr-ckpt-worker-")
         self.manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=keep)
+
+    def _reindex_local(self, latest: str) -> None:
+        """Makes the local index name `latest` (and the complete ones before it) only."""
+        index = os.path.join(self.uri, INDEX_FILE)
+        if os.path.exists(index):
+            with open(index) as f:
+                if _latest_name(f.read()) == latest:
+                    return
+        older = [
+            n
+            for n in complete_checkpoints(storage.list_files(self.uri))
+            if _step(n) < _step(latest)
+        ]
+        with open(index + ".tmp", "w") as f:
+            f.write(
+                _index_text(older[-(self.keep - 1) :] + [latest] if self.keep > 1 else [latest])
+            )
+        os.replace(index + ".tmp", index)
 
     def _temp_dir(self, cache_dir: str | None, prefix: str) -> str:
         if cache_dir:
@@ -98,14 +194,20 @@ class Checkpointer:
 
     def _upload(self, name: str) -> None:
         local = self.manager.directory
-        new_files = [f for f in os.listdir(local) if f.startswith(name + ".")]
-        for rel in sorted(new_files):
+        for rel in sorted(f for f in os.listdir(local) if f.startswith(name + ".")):
             storage.upload_file(os.path.join(local, rel), storage.join(self.uri, rel))
-        storage.upload_file(os.path.join(local, INDEX_FILE), storage.join(self.uri, INDEX_FILE))
-        kept = {os.path.basename(p) for p in self.manager.checkpoints}
-        for rel in storage.list_files(self.uri):
-            prefix = rel.split(".", 1)[0]
-            if rel != INDEX_FILE and re.fullmatch(r"ckpt-\d+", prefix) and prefix not in kept:
+        listing = storage.list_files(self.uri)
+        missing = missing_files(listing, name)
+        if missing:  # never index (or delete for) a checkpoint that is not all there
+            raise RuntimeError(f"{self.uri}: {name} uploaded but {', '.join(missing)} not listed")
+        older = [n for n in complete_checkpoints(listing) if _step(n) < _step(name)]
+        kept = older[-(self.keep - 1) :] if self.keep > 1 else []
+        storage.write_text(storage.join(self.uri, INDEX_FILE), _index_text(kept + [name]))
+        # Only now that `name` is complete and indexed: drop what is older and not kept.
+        doomed = {n for n in checkpoint_names(listing) if _step(n) < _step(name)} - set(kept)
+        for rel in listing:
+            match = _CHECKPOINT_FILE.fullmatch(rel)
+            if match and match.group(1) in doomed:
                 storage.delete(storage.join(self.uri, rel))
 
     def close(self) -> None:

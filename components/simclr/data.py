@@ -429,14 +429,6 @@ def load_arrays(
     return x, y
 
 
-def split_sizes(manifest: dict[str, Any]) -> dict[str, int]:
-    """{"train": N, "test": M, "label_0.01": n, ...}"""
-    sizes = {name: int(entry["num_examples"]) for name, entry in manifest["splits"].items()}
-    for key, entry in manifest.get("label_subsets", {}).items():
-        sizes[LABEL_PREFIX + key] = int(entry["num_examples"])
-    return sizes
-
-
 __all__: Sequence[str] = (
     "FORMAT_VERSION",
     "IMAGE_SHAPE",
@@ -455,7 +447,6 @@ __all__: Sequence[str] = (
     "serialize_examples",
     "split_names",
     "split_size",
-    "split_sizes",
     "write_records",
     "write_split",
 )

@@ -22,8 +22,14 @@ def configure_cpu_devices(count: int) -> None:
             cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
         )
     except RuntimeError:
-        # Already initialised (e.g. run() called twice in one process): keep what is there.
-        pass
+        # TensorFlow's devices are initialised already (e.g. run() called twice in one
+        # process): fine if they are what was asked for, an error otherwise.
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have != count:
+            raise UserError(
+                f"--num_cpu_devices {count}: TensorFlow has already initialised {have} CPU "
+                "device(s) in this process; set it before TensorFlow starts (a fresh process)"
+            ) from None
 
 
 def _tpu_configured() -> bool:
@@ -89,10 +95,6 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     has_chief = "chief" in json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
     return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
-
-
-def num_workers(strategy: tf.distribute.Strategy) -> int:
-    return strategy.extended._num_workers if hasattr(strategy.extended, "_num_workers") else 1
 
 
 def device_kind() -> str:

@@ -29,6 +29,12 @@ import tensorflow as tf
 # large finite number, not -inf (inf - inf would give NaN in the softmax), and the
 # logits are float32 whatever the input dtype, so it cannot overflow.
 LARGE_NUM = 1e9
+# google-research/simclr optimises loss_a + loss_b, the sum of the two views' means:
+# twice `nt_xent_loss` (the paper's mean over the 2N anchors). Its learning rate (1.0 at
+# batch 256, linear scaling) and weight decay 1e-6 were tuned at that scale (under LARS
+# the gradient's size sets the weight decay's relative weight, and the steps of the
+# layers LARS does not adapt), so pretraining minimises OBJECTIVE_SCALE * nt_xent_loss.
+OBJECTIVE_SCALE = 2.0
 
 
 def nt_xent_loss(z_a: tf.Tensor, z_b: tf.Tensor, temperature: float = 0.5) -> tf.Tensor:

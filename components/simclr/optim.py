@@ -1,4 +1,4 @@
-"""LARS optimiser (Keras 3), linear-warmup + cosine schedule, learning-rate scaling.
+"""LARS optimiser (Keras 3), linear-warmup + cosine schedule, a replica-safe loss scale.
 
 Semantics follow google-research/simclr ``tf2/lars_optimizer.py`` (classic
 momentum, no Nesterov) and ``tf2/model.py`` (``WarmUpAndCosineDecay``).
@@ -6,7 +6,6 @@ momentum, no Nesterov) and ``tf2/model.py`` (``WarmUpAndCosineDecay``).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 
@@ -146,7 +145,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
     lr(step) = base_lr * step / warmup_steps                         step < warmup
              = base_lr * 0.5 * (1 + cos(pi * (step - warmup) / (total - warmup)))
     and 0 from ``total_steps`` on. ``base_lr`` is the already scaled rate (see
-    ``scaled_learning_rate``).
+    ``train_config.scaled_learning_rate``).
     """
 
     def __init__(self, base_lr: float, total_steps: int, warmup_steps: int = 0) -> None:
@@ -176,18 +175,46 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def scaled_learning_rate(lr: float, batch_size: int, scaling: str = "linear") -> float:
-    """Returns the learning rate for ``batch_size`` (the global batch).
+class GlobalLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """Keras's dynamic loss scale, with the skip decision taken across all replicas.
 
-    "linear": ``lr * batch_size / 256`` (SimCLR: lr=0.3 for LARS at any batch);
-    "sqrt":   ``lr * sqrt(batch_size)`` as in the reference code, so the paper's
-              ``0.075 * sqrt(B)`` (for small batches / long training) is ``lr=0.075``:
-              ``lr`` multiplies, it is not ignored.
+    Keras 3.15's ``LossScaleOptimizer._tf_apply`` checks each replica's own gradients
+    before they are all-reduced (that happens later, inside the inner optimizer) and,
+    with merge calls, keeps replica 0's verdict: when only another replica overflows,
+    its inf is summed into every replica's update (LARS: trust ratio 0 x inf = NaN).
+    Here each replica's "non-finite" flag is all-reduced first, so all replicas skip
+    the step together and the scale is halved once; otherwise this is Keras's logic.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if scaling == "linear":
-        return lr * batch_size / 256.0
-    if scaling == "sqrt":
-        return lr * math.sqrt(batch_size)
-    raise ValueError(f"learning-rate scaling must be 'linear' or 'sqrt', got {scaling!r}")
+
+    def _tf_apply(self, grads, trainable_variables=None):
+        import tensorflow as tf
+
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None or ctx.num_replicas_in_sync == 1:
+            return super()._tf_apply(grads, trainable_variables)
+        overflowed = ops.cast(ops.logical_not(self.check_finite(grads)), "float32")
+        finite = ops.equal(ctx.all_reduce(tf.distribute.ReduceOp.SUM, overflowed), 0.0)
+
+        if tf.__internal__.distribute.strategy_supports_no_merge_call():
+            # Every replica holds the same `finite`, so all take the same branch and the
+            # all-reduce inside the inner optimizer stays matched.
+            ops.cond(
+                finite,
+                lambda: self._stateful_handle_finite_grads(grads, trainable_variables),
+                self._stateful_handle_non_finite_grads,
+            )
+            return None
+
+        def cross_replica(distribution, finite, grads, trainable_variables):
+            # As Keras: the cond runs in the cross-replica context (a replica-context cond
+            # cannot hold the inner optimizer's merge_call); `finite` is equal everywhere.
+            def apply_fn():
+                distribution.extended.call_for_each_replica(
+                    self._stateful_handle_finite_grads, args=(grads, trainable_variables)
+                )
+
+            finite = distribution.experimental_local_results(finite)[0]
+            ops.cond(finite, apply_fn, self._stateful_handle_non_finite_grads)
+
+        ctx.merge_call(cross_replica, args=(finite, grads, trainable_variables))
+        return None

@@ -94,16 +94,19 @@ def _numerics(config: PretrainConfig, kind: str) -> tuple[str, bool]:
 def make_input(strategy, local_dir: str, plan: Plan, config: PretrainConfig, start_step: int):
     """A distributed iterator over per-replica uint8 batches, from global step `start_step`.
 
-    Each input pipeline holds the training images in memory (CIFAR-10: 150 MB), draws
-    each epoch's order as a stateless permutation of (seed, epoch), cuts global batches
-    and gathers only its own slice of each, then splits that into per-replica batches.
-    So the global batch of a step depends on (seed, step) alone, not on the number of
-    workers or replicas, and a resume just skips the steps already done in its epoch.
+    Each input pipeline holds the training images in memory (CIFAR-10: 150 MB). The
+    image order is an endless stream of epochs, each a stateless permutation of
+    (seed, epoch), cut into global batches of `batch_size` (a batch may straddle two
+    epochs, as the official code's repeat-then-batch); each pipeline gathers only its
+    own slice of each global batch, then splits that into per-replica batches. So the
+    global batch of a step depends on (seed, step) alone, not on the number of workers
+    or replicas, and a resume just skips the images already used in its epoch.
     """
     import tensorflow as tf
 
     global_batch, n = config.batch_size, plan.num_examples
-    start_epoch, skip = divmod(start_step, plan.steps_per_epoch)
+    start_epoch, skip = divmod(start_step * global_batch, n)
+    end_epoch = -(-plan.total_steps * global_batch // n)  # the epochs the schedule touches
 
     def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
         base = data.make_dataset(local_dir, "train", max_examples=n, cache=False)
@@ -111,16 +114,17 @@ def make_input(strategy, local_dir: str, plan: Plan, config: PretrainConfig, sta
         per_pipeline = global_batch // ctx.num_input_pipelines
         first = ctx.input_pipeline_id * per_pipeline
 
-        def one_epoch(epoch, images):
+        def epoch_order(epoch):
             keys = tf.random.stateless_uniform(
                 [n], tf.stack([tf.constant(config.seed, tf.int64), epoch])
             )
-            order = tf.data.Dataset.from_tensor_slices(tf.argsort(keys))
-            batches = order.batch(global_batch, drop_remainder=True)
-            return batches.map(lambda idx: tf.gather(images, idx[first : first + per_pipeline]))
+            return tf.data.Dataset.from_tensor_slices(tf.argsort(keys))
 
-        epochs = tf.data.Dataset.range(start_epoch, config.epochs)
-        ds = tf.data.Dataset.zip(epochs, all_images.repeat()).flat_map(one_epoch).skip(skip)
+        order = tf.data.Dataset.range(start_epoch, end_epoch).flat_map(epoch_order).skip(skip)
+        batches = order.batch(global_batch, drop_remainder=True).take(plan.total_steps - start_step)
+        ds = tf.data.Dataset.zip(batches, all_images.repeat()).map(
+            lambda idx, images: tf.gather(images, idx[first : first + per_pipeline])
+        )
         ds = ds.unbatch().batch(ctx.get_per_replica_batch_size(global_batch), drop_remainder=True)
         options = tf.data.Options()
         options.deterministic = True
@@ -147,7 +151,7 @@ def build_state(strategy, config: PretrainConfig, plan: Plan, precision: str) ->
     import tensorflow as tf
 
     from simclr.model import build_encoder, build_projection_head
-    from simclr.optim import LARS, WarmupCosine
+    from simclr.optim import LARS, GlobalLossScaleOptimizer, WarmupCosine
 
     sync_bn = strategy.num_replicas_in_sync > 1
     policy = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -168,7 +172,7 @@ def build_state(strategy, config: PretrainConfig, plan: Plan, precision: str) ->
             )
             optimizer = LARS(schedule, momentum=config.momentum, weight_decay=config.weight_decay)
             if precision == "float16":
-                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+                optimizer = GlobalLossScaleOptimizer(optimizer)
             # Built now (not at the first step) so a restore finds every slot variable.
             optimizer.build(encoder.trainable_variables + head.trainable_variables)
     finally:
@@ -208,14 +212,17 @@ def make_train_step(strategy, state: TrainState, config: PretrainConfig, policy,
     """Returns train_step(iterator, step, stop) -> [mean loss, mean accuracy, stop votes].
 
     Per replica: both views are augmented on the device, encoded in one batch, projected,
-    scored with NT-Xent over the global batch, and the loss scaled by 1/replicas (Keras
-    sums the replicas' gradients). With one replica and `jit` the whole step is one XLA
-    program; with several only the augmentation is (the rest has cross-replica collectives).
+    scored with NT-Xent over the global batch; the objective is OBJECTIVE_SCALE x that
+    loss (the official code's scale, which its learning rate and weight decay assume),
+    scaled by 1/replicas (Keras sums the replicas' gradients). The returned loss is the
+    paper's NT-Xent (mean over the 2N anchors). With one replica and `jit` the whole step
+    is one XLA program; with several only the augmentation is (the rest has
+    cross-replica collectives).
     """
     import tensorflow as tf
 
     from simclr.augment import augment_pair
-    from simclr.losses import nt_xent_loss_and_accuracy
+    from simclr.losses import OBJECTIVE_SCALE, nt_xent_loss_and_accuracy
 
     replicas = strategy.num_replicas_in_sync
     loss_scaled = (
@@ -235,7 +242,7 @@ def make_train_step(strategy, state: TrainState, config: PretrainConfig, policy,
             )
             z_a, z_b = tf.split(z, 2, axis=0)
             loss, accuracy = nt_xent_loss_and_accuracy(z_a, z_b, config.temperature)
-            scaled = loss / replicas
+            scaled = OBJECTIVE_SCALE * loss / replicas
             if loss_scaled:
                 scaled = state.optimizer.scale_loss(scaled)
         grads = tape.gradient(scaled, variables)
@@ -293,6 +300,7 @@ class Trainer:
             keep=config.keep_checkpoints,
             chief=self.chief,
             cache_dir=config.cache_dir or None,
+            fallback=config.checkpoint_fallback,
         )
         self.summaries = SummaryLogger(
             plan.tensorboard_dir, sync_seconds=config.tensorboard_sync_seconds, enabled=self.chief
@@ -310,7 +318,7 @@ class Trainer:
         self.log(
             f"strategy {self.strategy_name} ({type(self.strategy).__name__}, {replicas} replicas), precision "
             f"{self.precision}, jit {self.jit}, {plan.num_examples} images, "
-            f"{plan.steps_per_epoch} steps/epoch, {plan.total_steps} steps"
+            f"{plan.steps_per_epoch:.4g} steps/epoch, {plan.total_steps} steps"
         )
 
     # -- checkpoints
@@ -371,18 +379,23 @@ class Trainer:
         )
 
     def _log_progress(self, step: int) -> None:
+        from simclr.losses import OBJECTIVE_SCALE
         from simclr.monitor import format_eta
 
         plan, p = self.plan, self.progress
         lr = float(self.state.schedule(step - 1))  # the rate this step was taken with
         scalars = {
+            # train/loss: the paper's NT-Xent (mean over the 2N anchors); train/objective:
+            # what is minimised, OBJECTIVE_SCALE x that (the official loss_a + loss_b).
             "train/loss": p.loss,
+            "train/objective": OBJECTIVE_SCALE * p.loss,
             "train/contrastive_accuracy": p.accuracy,
             "train/learning_rate": lr,
         }
         line = (
-            f"epoch {(step - 1) // plan.steps_per_epoch + 1}/{self.config.epochs} "
-            f"step {step}/{plan.total_steps} loss {p.loss:.4f} acc {p.accuracy:.3f} lr {lr:.4g}"
+            f"epoch {min(plan.epochs_completed(step - 1) + 1, self.config.epochs)}/"
+            f"{self.config.epochs} step {step}/{plan.total_steps} loss (paper's mean) "
+            f"{p.loss:.4f} acc {p.accuracy:.3f} lr {lr:.4g}"
         )
         measured = self.throughput.take()  # None at the first step (compilation)
         if measured is not None:
@@ -398,7 +411,7 @@ class Trainer:
         if start >= plan.total_steps:
             self.log(f"checkpoint is at step {start}: nothing left to train")
             self.final_step = start
-            self.run_monitor(start, start // plan.steps_per_epoch)
+            self.run_monitor(start, plan.epochs_completed(start))
             return
         iterator = make_input(self.strategy, self.local_data, plan, config, start)
         train_step = make_train_step(self.strategy, self.state, config, self.policy, self.jit)
@@ -436,8 +449,8 @@ class Trainer:
                 f"SIGTERM: checkpoint saved at step {step}; exiting with code {PREEMPTED_EXIT_CODE}"
             )
             raise Preempted(step)
-        epoch_done = step % plan.steps_per_epoch == 0
-        epoch = step // plan.steps_per_epoch
+        epoch = plan.epochs_completed(step)
+        epoch_done = epoch > plan.epochs_completed(step - 1)
         if step % config.checkpoint_every_steps == 0 or step == plan.total_steps:
             self.save(step)
         if (
@@ -454,11 +467,11 @@ class Trainer:
 
         config, plan, p = self.config, self.plan, self.progress
         metrics: dict[str, Any] = {
-            "final_loss": p.loss,
+            "final_loss": p.loss,  # the paper's NT-Xent; the objective is OBJECTIVE_SCALE x it
             "final_contrastive_accuracy": p.accuracy,
             "steps": self.final_step,
             "steps_this_run": p.steps_this_session,
-            "epochs": self.final_step / plan.steps_per_epoch,
+            "epochs": self.final_step / plan.steps_per_epoch,  # a little over --epochs: ceil
             "images_per_second": self.throughput.overall(),
             "wall_seconds": wall_seconds,
             "num_examples": plan.num_examples,

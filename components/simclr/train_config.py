@@ -7,6 +7,7 @@ prints its own banner to stderr, so everything checkable without TF lives here.
 from __future__ import annotations
 
 import dataclasses
+import fractions
 import json
 import math
 import os
@@ -52,6 +53,8 @@ class PretrainConfig:
     max_train_examples: int = 0  # 0 = the whole train split
     checkpoint_every_steps: int = 500
     keep_checkpoints: int = 3
+    # An index naming missing files is an error; true: resume from the newest complete one.
+    checkpoint_fallback: bool = False
     monitor_every_epochs: int = 10  # kNN monitor; 0 = off
     monitor_queries: int = 1000  # test images used as kNN queries
     log_every_steps: int = 50
@@ -66,15 +69,44 @@ class PretrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """What the flags and the manifest resolve to (all derived numbers in one place)."""
+    """What the flags and the manifest resolve to (all derived numbers in one place).
+
+    The schedule is google-research/simclr's: training runs over an endless stream of
+    epochs (each its own seeded shuffle) cut into full global batches, for
+    ceil(examples * epochs / batch) steps (CIFAR-10 at batch 1024, 1000 epochs: 48,829),
+    so a batch may straddle two epochs and the last step ends a little into the next one.
+    """
 
     num_examples: int
-    steps_per_epoch: int
+    global_batch_size: int
+    steps_per_epoch: float  # num_examples / global_batch_size (not a whole number in general)
     total_steps: int
     warmup_steps: int
     base_learning_rate: float  # after scaling
     checkpoint_dir: str
     tensorboard_dir: str
+
+    def epochs_completed(self, step: int) -> int:
+        """Whole epochs of the image stream consumed after `step` steps."""
+        return step * self.global_batch_size // self.num_examples
+
+
+def steps_for_epochs(epochs: float, num_examples: int, batch_size: int) -> int:
+    """ceil(epochs * examples / batch): the steps that cover `epochs` passes (as the
+    official code counts them), in exact arithmetic for whole and decimal epochs."""
+    return math.ceil(fractions.Fraction(str(epochs)) * num_examples / batch_size)
+
+
+def scaled_learning_rate(learning_rate: float, batch_size: int, scaling: str) -> float:
+    """The base learning rate for the global batch: linear lr*B/256 (SimCLR's LARS
+    rule), sqrt lr*sqrt(B) (the official code's, for small batches), or none."""
+    if scaling == "linear":
+        return learning_rate * batch_size / 256.0
+    if scaling == "sqrt":
+        return learning_rate * math.sqrt(batch_size)
+    if scaling == "none":
+        return learning_rate
+    raise ValueError(f"learning-rate scaling must be one of {', '.join(LR_SCALINGS)}")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -140,21 +172,16 @@ def make_plan(config: PretrainConfig, manifest: dict[str, Any]) -> Plan:
         f"--batch_size {c.batch_size} is larger than the {num_examples} training examples "
         "(lower --batch_size or raise --max_train_examples)",
     )
-    steps_per_epoch = num_examples // c.batch_size  # drop the remainder: equal global batches
-    total_steps = steps_per_epoch * c.epochs
-    scaling = c.lr_scaling
-    lr = c.learning_rate
-    if scaling == "linear":
-        lr = lr * c.batch_size / 256.0
-    elif scaling == "sqrt":
-        lr = lr * math.sqrt(c.batch_size)
+    total_steps = steps_for_epochs(c.epochs, num_examples, c.batch_size)
+    warmup_steps = steps_for_epochs(c.warmup_epochs, num_examples, c.batch_size)
     return Plan(
         num_examples=num_examples,
-        steps_per_epoch=steps_per_epoch,
+        global_batch_size=c.batch_size,
+        steps_per_epoch=num_examples / c.batch_size,
         total_steps=total_steps,
         # Clamped: a short run with the default 10 warmup epochs warms up all the way.
-        warmup_steps=min(total_steps, int(round(c.warmup_epochs * steps_per_epoch))),
-        base_learning_rate=lr,
+        warmup_steps=min(total_steps, warmup_steps),
+        base_learning_rate=scaled_learning_rate(c.learning_rate, c.batch_size, c.lr_scaling),
         checkpoint_dir=c.checkpoint_dir or storage.join(c.output_dir, "checkpoints"),
         tensorboard_dir=c.tensorboard_dir or storage.join(c.output_dir, "tensorboard"),
     )

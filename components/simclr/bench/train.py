@@ -71,6 +71,7 @@ def _pretrain_step(encoder_name: str, s: dict[str, Any]):
     )
     plan = Plan(
         num_examples=s["batch_size"] * 1000,
+        global_batch_size=s["batch_size"],
         steps_per_epoch=1000,
         total_steps=1000,
         warmup_steps=10,

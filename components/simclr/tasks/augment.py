@@ -49,6 +49,7 @@ class AugmentConfig:
     color_jitter_strength: float | None = None
     color_jitter_prob: float | None = None
     color_jitter_random_order: bool | None = None
+    color_jitter_version: str | None = None
     grayscale_prob: float | None = None
     blur: bool | None = None
     blur_prob: float | None = None
@@ -72,6 +73,8 @@ _POLICY_HELP = {
     "0.8s, hue 0.2s (default 0.5).",
     "color_jitter_prob": "Colour jitter probability (default 0.8).",
     "color_jitter_random_order": "Apply the four jitter ops in a random order (default true).",
+    "color_jitter_version": "v1: additive brightness, as the code behind SimCLR's CIFAR-10 "
+    "result (default); v2: multiplicative brightness, as SimCLR v2's code.",
     "grayscale_prob": "Grayscale probability (default 0.2).",
     "blur": "Gaussian blur on/off (default off, as SimCLR on CIFAR-10).",
     "blur_prob": "Gaussian blur probability when --blur (default 0.5).",

@@ -47,6 +47,8 @@ _HELP = {
     "max_train_examples": "use only the first N training images; 0: all",
     "checkpoint_every_steps": "write a checkpoint every N steps (and at the end)",
     "keep_checkpoints": "how many checkpoints to keep",
+    "checkpoint_fallback": "if the newest checkpoint is incomplete, resume from the newest "
+    "complete one (default: stop with an error naming the missing files)",
     "monitor_every_epochs": "kNN monitor every N epochs (and at the end); 0: off",
     "monitor_queries": "test images used as kNN monitor queries",
     "log_every_steps": "console progress line and TensorBoard scalars every N steps",
