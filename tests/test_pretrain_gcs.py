@@ -3,6 +3,7 @@ logs and outputs all on gs://; live TensorBoard mirroring; resume from a gs:// c
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 import subprocess
@@ -14,7 +15,8 @@ from simclr.train_config import PREEMPTED_EXIT_CODE
 
 from tests.fixtures_train import REPO, pretrain_cli, read_scalars
 
-TOTAL_STEPS = 60  # 200 images, batch 32: 6 steps per epoch, 10 epochs
+# 200 images, batch 32, 10 epochs: the official ceil'd schedule, ceil(200 * 10 / 32)
+TOTAL_STEPS = math.ceil(200 * 10 / 32)
 
 
 def test_gcs_checkpoints_tensorboard_and_resume(tiny_prepared_data, gcs_bucket, tmp_path):
@@ -85,4 +87,4 @@ def test_gcs_checkpoints_tensorboard_and_resume(tiny_prepared_data, gcs_bucket, 
     steps = [s for s, _ in scalars["train/loss"]]
     # Both sessions' events are there: every step logged once before the preemption...
     assert steps[:saved] == list(range(1, saved + 1)) and steps[-1] == TOTAL_STEPS
-    assert {s for s, _ in scalars["monitor/knn_top1"]} >= {0, 30, TOTAL_STEPS}
+    assert {s for s, _ in scalars["monitor/knn_top1"]} >= {0, math.ceil(200 * 5 / 32), TOTAL_STEPS}
