@@ -1,6 +1,10 @@
 """Fails (exit 1) unless the CUDA runtime and cuDNN installed in this image satisfy
 TensorFlow's build info (`tf.sysconfig.get_build_info()`). Needs no GPU and no driver.
 
+The libraries are looked up as TensorFlow's loader finds them: by soname, in the RUNPATH
+of libtensorflow_framework.so (the site-packages/nvidia/*/lib directories of the
+nvidia-* wheels), then loaded and asked for their versions.
+
 Run at image build time by containers/Dockerfile.gpu:  python containers/check_cuda.py
 """
 
@@ -9,7 +13,10 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import struct
 import sys
+
+DT_RPATH, DT_RUNPATH, SHT_DYNAMIC = 15, 29, 6
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
@@ -21,15 +28,39 @@ def satisfies(found: tuple[int, ...], built: tuple[int, ...]) -> bool:
     return bool(found) and bool(built) and found[0] == built[0] and found >= built[: len(found)]
 
 
-def nvidia_library(pattern: str) -> str:
-    """Path of the library that the nvidia-* wheels installed (site-packages/nvidia/*/lib)."""
-    import nvidia
+def elf_runpath(path: str) -> list[str]:
+    """The RUNPATH (or RPATH) directories of a 64-bit little-endian ELF file, $ORIGIN expanded."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise ValueError(f"{path}: not a 64-bit little-endian ELF file")
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    # Section header: name, type, flags, addr, offset, size, link, info, addralign, entsize.
+    sections = [
+        struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)
+    ]
+    for section in sections:
+        if section[1] != SHT_DYNAMIC:
+            continue
+        strtab_offset = sections[section[6]][4]
+        for at in range(section[4], section[4] + section[5], 16):
+            tag, value = struct.unpack_from("<qQ", data, at)
+            if tag in (DT_RPATH, DT_RUNPATH):
+                start = strtab_offset + value
+                text = data[start : data.index(b"\0", start)].decode()
+                origin = os.path.dirname(os.path.abspath(path))
+                return [d.replace("$ORIGIN", origin) for d in text.split(":") if d]
+    return []
 
-    for root in nvidia.__path__:
-        matches = sorted(glob.glob(os.path.join(root, "*", "lib", pattern)))
-        if matches:
-            return matches[0]
-    raise FileNotFoundError(f"no {pattern} under {list(nvidia.__path__)}")
+
+def find_library(soname: str, directories: list[str]) -> str:
+    """The first `directories` entry holding `soname`, as the dynamic loader searches RUNPATH."""
+    for directory in directories:
+        candidate = os.path.normpath(os.path.join(directory, soname))
+        if os.path.exists(candidate):
+            return candidate
+    raise FileNotFoundError(f"{soname} is in none of TensorFlow's RUNPATH directories")
 
 
 def cuda_runtime_version(path: str) -> tuple[int, int]:
@@ -56,8 +87,16 @@ def main() -> int:
         return 1
     built_cuda = version_tuple(info["cuda_version"])
     built_cudnn = version_tuple(info["cudnn_version"])
-    cudart = nvidia_library("libcudart.so.*")
-    cudnn = nvidia_library(f"libcudnn.so.{built_cudnn[0]}")
+    (framework,) = glob.glob(
+        os.path.join(os.path.dirname(tf.__file__), "libtensorflow_framework.so.*")
+    )
+    search = elf_runpath(framework)
+    try:
+        cudart = find_library(f"libcudart.so.{built_cuda[0]}", search)
+        cudnn = find_library(f"libcudnn.so.{built_cudnn[0]}", search)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     found_cuda = cuda_runtime_version(cudart)
     found_cudnn = cudnn_version(cudnn)
     print(

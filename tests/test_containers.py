@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from importlib.metadata import requires, version
@@ -189,6 +190,24 @@ def _check_cuda():
 def test_cuda_check_compares_versions(found, built, ok):
     check = _check_cuda()
     assert check.satisfies(found, check.version_tuple(built)) is ok
+
+
+@pytest.mark.skipif(shutil.which("readelf") is None, reason="needs binutils' readelf")
+def test_cuda_check_reads_runpath_as_readelf_does():
+    import tensorflow as tf
+
+    # TensorFlow's own libraries, with a RUNPATH (_pywrap_...) and without (the CPU
+    # build's libtensorflow_framework).
+    tf_dir = Path(tf.__file__).parent
+    (framework,) = tf_dir.glob("libtensorflow_framework.so.*")
+    for library in (tf_dir / "python" / "_pywrap_tensorflow_internal.so", framework):
+        dynamic = subprocess.run(
+            ["readelf", "-d", str(library)], capture_output=True, text=True, check=True
+        ).stdout
+        listed = re.findall(r"\((?:RUNPATH|RPATH)\)\s+Library r(?:un)?path: \[(.*)\]", dynamic)
+        origin = str(library.parent)
+        expected = [d.replace("$ORIGIN", origin) for d in listed[0].split(":")] if listed else []
+        assert _check_cuda().elf_runpath(str(library)) == expected
 
 
 def test_pipeline_asks_pretrain_for_a_gpu_only_when_it_requests_one():
@@ -389,6 +408,26 @@ def test_cuda_check_fails_where_tensorflow_has_no_cuda(built_images):
     )
     assert result.returncode == 1
     assert "is not a CUDA build" in result.stderr
+
+
+def test_cuda_check_fails_without_cudnn(built_images):
+    where = docker_run(
+        built_images.cli,
+        built_images.gpu,
+        "python",
+        "-c",
+        "import nvidia; print(nvidia.__path__[0])",
+    )
+    cudnn_lib = f"{where.stdout.strip()}/cudnn/lib"
+    result = docker_run(
+        built_images.cli,
+        built_images.gpu,
+        "python",
+        "/opt/simclr-kfp/containers/check_cuda.py",
+        options=(f"--tmpfs={cudnn_lib}",),  # an empty directory over the cuDNN wheel's libraries
+    )
+    assert result.returncode == 1
+    assert "libcudnn.so.9 is in none of TensorFlow's RUNPATH directories" in result.stderr
 
 
 def test_gpu_image_without_a_gpu_refuses_to_pretrain(built_images):
