@@ -101,17 +101,18 @@ def test_installs_pinned_packages_only(kind):
         for op, args in ops
         if op == "RUN"
         for cmd in re.split(r"&&|;", args)
-        if re.search(r"\bpip3? install\b", cmd)
+        if re.search(r"\bpip3? (install|wheel)\b", cmd)
     ]
     assert installs
     for cmd in installs:
         assert "-c constraints.txt" in cmd or "--no-deps ." in cmd, cmd
         # nothing named on the command line except the local package and constraint files
-        words = cmd.split("install", 1)[1].split()
+        words = re.split(r"\b(?:install|wheel)\b", cmd, maxsplit=1)[1].split()
+        takes_value = ("-c", "-r", "--wheel-dir", "--find-links")
         loose = [
             w
             for i, w in enumerate(words)
-            if not w.startswith("-") and w != "." and words[i - 1] not in ("-c", "-r")
+            if not w.startswith("-") and w != "." and words[i - 1] not in takes_value
         ]
         assert not loose, cmd
 
