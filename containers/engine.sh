@@ -48,10 +48,12 @@ start() {
   local pid=$!
   for _ in $(seq 60); do
     if "$docker" info >/dev/null 2>&1; then echo "started dockerd $pid"; return; fi
+    kill -0 "$pid" 2>/dev/null || break
     sleep 1
   done
+  kill "$pid" 2>/dev/null || true # not answering: do not leave it behind
   tail -5 "$log" >&2
-  echo "error: dockerd (pid $pid) did not answer within 60 s; log: $log" >&2
+  echo "error: the dockerd this started (pid $pid) did not answer; log: $log" >&2
   return 2
 }
 
