@@ -14,8 +14,12 @@ PLATFORM ?= kubeflow
 COMPILE_ARGS ?=
 SUBMIT_ARGS ?=
 PYTEST_ARGS ?=
+# Image builds: BuildKit (pip cache mounts) and host networking (pip reaches the registry).
+DOCKER ?= $(shell containers/engine.sh cli 2>/dev/null || echo docker)
+BASE_IMAGE ?= python:3.11-slim
+DOCKER_BUILD = DOCKER_BUILDKIT=1 $(DOCKER) build --network=host --build-arg BASE_IMAGE=$(BASE_IMAGE)
 
-.PHONY: help venv test lint demo compile images run-docker submit tensorboard bench clean
+.PHONY: help venv test lint demo compile images image-cpu image-gpu run-docker submit tensorboard bench clean
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## //'
@@ -50,12 +54,19 @@ compile: $(STAMP)
 	$(PY) -m simclr_pipeline.cli compile --platform=$(PLATFORM) --output=$(PIPELINE_YAML) \
 	  --image_repo=$(IMAGE_REPO) --image_tag=$(IMAGE_TAG) $(COMPILE_ARGS)
 
-## images       build the CPU and GPU container images (needs a Docker engine)
-images:
-	docker build -f containers/Dockerfile.cpu -t $(IMAGE_REPO)/cpu:$(IMAGE_TAG) .
-	docker build -f containers/Dockerfile.gpu -t $(IMAGE_REPO)/gpu:$(IMAGE_TAG) .
+## images       build the CPU and GPU container images (needs a Docker engine; BASE_IMAGE=...)
+images: image-cpu image-gpu
 
-## run-docker   run the pipeline with kfp.local's DockerRunner on the built images
+## image-cpu    build only the CPU image (prepare_data, augment, evaluate; CPU pretraining)
+image-cpu:
+	$(DOCKER_BUILD) -f containers/Dockerfile.cpu -t $(IMAGE_REPO)/cpu:$(IMAGE_TAG) .
+
+## image-gpu    build only the GPU image (tensorflow[and-cuda]; the build checks CUDA/cuDNN)
+image-gpu:
+	$(DOCKER_BUILD) -f containers/Dockerfile.gpu -t $(IMAGE_REPO)/gpu:$(IMAGE_TAG) .
+
+## run-docker   run the demo pipeline with kfp.local's DockerRunner on the built images
+##              (CIFAR10_SOURCE=host path, mounted read-only into the containers, or URL)
 run-docker: $(STAMP)
 	$(PY) -m simclr_pipeline.cli run-docker --preset=demo --root=$(DEMO_ROOT)-docker \
 	  --image_repo=$(IMAGE_REPO) --image_tag=$(IMAGE_TAG) \

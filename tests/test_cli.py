@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,19 +76,43 @@ def test_bad_param_is_one_line(capsys):
     assert err == "error: parameter batch_size must be an integer, got 'big'"
 
 
-def test_run_docker_without_docker_is_one_line(tmp_path, capsys):
-    code = cli.main(["run-docker", f"--root={tmp_path}", "--preset=test", "--source=/nonexistent"])
+def test_run_docker_without_docker_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    archive.write_bytes(b"")
+    code = cli.main(["run-docker", f"--root={tmp_path}", "--preset=test", f"--source={archive}"])
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: run-docker needs") and "\n" not in err
     assert not (tmp_path / "pipeline_root").exists()  # nothing started
 
 
-def test_docker_runner_settings_are_accepted_by_kfp():
-    kwargs = cli.docker_runner_kwargs()
+def test_run_docker_with_a_missing_host_source_is_one_line(tmp_path, capsys):
+    missing = tmp_path / "nowhere.tar.gz"
+    code = cli.main(["run-docker", f"--root={tmp_path}", "--preset=test", f"--source={missing}"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"error: --source {missing}: no such file"
+    assert not (tmp_path / "pipeline_root").exists()
+
+
+def test_docker_runner_settings_are_accepted_by_kfp(tmp_path):
+    kwargs = cli.docker_runner_kwargs([str(tmp_path)])
     assert set(kwargs) <= local.DockerRunner.DOCKER_CONTAINER_RUN_ARGS
-    assert kwargs["environment"]["HOME"] == "/tmp"
-    assert kwargs["user"].count(":") == 1  # run as the caller: files under --root stay ours
+    local.DockerRunner(**kwargs)  # kfp's own check of the arguments
+    uid, gid = kwargs["user"].split(":")
+    assert uid == str(os.getuid()) and gid == "0"  # the caller, in the images' group 0
+    assert kwargs["network_mode"] == "host"
+    (mount,) = kwargs["mounts"]
+    assert (mount["Source"], mount["Target"], mount["ReadOnly"]) == (str(tmp_path),) * 2 + (True,)
+
+
+def test_host_path_source(tmp_path, monkeypatch):
+    (tmp_path / "a.tar.gz").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert cli.host_path_source("a.tar.gz") == str(tmp_path / "a.tar.gz")
+    assert cli.host_path_source(str(tmp_path / "a.tar.gz")) == str(tmp_path / "a.tar.gz")
+    for uri in ("https://example.org/c.tar.gz", "gs://b/c.tar.gz", "s3://b/c.tar.gz", "", None):
+        assert cli.host_path_source(uri) is None
 
 
 def test_compile_options_from_flags():

@@ -61,6 +61,7 @@ class PretrainConfig:
     tensorboard_sync_seconds: float = 15.0
     cache_dir: str = ""  # local cache for gs:// data and checkpoints; "" = default
     num_cpu_devices: int = 0  # >1 splits the CPU into logical devices (tests, debugging)
+    require_gpu: bool = False  # stop (exit 2) unless TensorFlow sees a GPU: no CPU fallback
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import html
 import importlib
 import json
 import os
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -234,9 +235,10 @@ def _run_task(module_name: str, config_name: str, params: dict, options: Mapping
     try:
         return module.run(config) or {}
     except UserError as err:
-        # Bad input: one line at the end of the task's log, as the task CLI prints it,
-        # instead of a traceback; the task fails with exit code 1.
-        raise SystemExit(f"error: {err}") from None
+        # Bad input: one line at the end of the task's log and exit code 2, as the task
+        # CLI does, instead of a traceback.
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 # ---------------------------------------------------------------------------------------

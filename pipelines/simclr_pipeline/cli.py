@@ -244,24 +244,44 @@ def run_arguments(
     return params_lib.coerce_parameters(merged, types)
 
 
-def docker_runner_kwargs() -> dict[str, Any]:
-    """Run containers as the calling user so files under --root stay ours to read and delete."""
-    kwargs: dict[str, Any] = {"environment": {"HOME": "/tmp"}}
+def host_path_source(source: str | None) -> str | None:
+    """The absolute path of a --source on this machine's disk (None for URLs and URIs).
+
+    run-docker bind-mounts it read-only into the containers at that same path."""
+    if not source or "://" in source:
+        return None
+    path = Path(source).expanduser().resolve()
+    if not path.exists():
+        raise CliError(f"--source {source}: no such file")
+    return str(path)
+
+
+def docker_runner_kwargs(read_only_paths: Sequence[str] = ()) -> dict[str, Any]:
+    """`containers.run` arguments of DockerRunner beyond what kfp.local sets (the pipeline
+    root mount): the calling user's UID in group 0, which our images support, so files
+    under --root stay ours; host networking, so nothing but the host's own network is
+    used; host inputs mounted read-only at their own path (never copied into an image)."""
+    from docker.types import Mount
+
+    kwargs: dict[str, Any] = {
+        "network_mode": "host",
+        "mounts": [Mount(target=p, source=p, type="bind", read_only=True) for p in read_only_paths],
+    }
     if hasattr(os, "getuid"):
-        kwargs["user"] = f"{os.getuid()}:{os.getgid()}"
+        kwargs["user"] = f"{os.getuid()}:0"
     return kwargs
 
 
-def make_runner(kind: str):
+def make_runner(kind: str, read_only_paths: Sequence[str] = ()):
     from kfp import local
 
     if kind == "subprocess":
         # use_venv=False: run the components in this environment, where simclr is installed.
         return local.SubprocessRunner(use_venv=False)
     try:
-        runner = local.DockerRunner(**docker_runner_kwargs())
         import docker
 
+        runner = local.DockerRunner(**docker_runner_kwargs(read_only_paths))
         docker.from_env().ping()
     except ImportError as err:
         raise CliError(
@@ -285,7 +305,11 @@ def cmd_run(args: argparse.Namespace, runner_kind: str) -> int:
     types = pipeline_parameters(pipeline)
     # Local runs write TensorBoard logs beside the artifacts unless told otherwise.
     arguments = run_arguments(args, types, defaults={"tensorboard_root": str(root / "tensorboard")})
-    runner = make_runner(runner_kind)
+    mounts = []
+    if runner_kind == "docker" and (source := host_path_source(arguments.get("source"))):
+        arguments["source"] = source
+        mounts.append(source)
+    runner = make_runner(runner_kind, mounts)
     # Expected locally: our images' environment is this one, and Kubernetes resources
     # (CPU, memory, GPUs) mean nothing to kfp.local. Keep the output readable.
     warnings.filterwarnings("ignore", message=".*non-Python base image.*")

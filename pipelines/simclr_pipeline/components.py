@@ -118,9 +118,11 @@ def pretrain(
     seed: int,
     tensorboard_root: str,
     checkpoint_root: str,
+    num_gpus: int,
     options: dict,
 ) -> None:
-    """SimCLR pretraining; resumes from its checkpoint when retried."""
+    """SimCLR pretraining; resumes from its checkpoint when retried. num_gpus: the GPUs
+    the pipeline requested for this task; > 0 stops the task unless TensorFlow sees one."""
     from simclr_pipeline import adapters
 
     adapters.pretrain(
@@ -144,6 +146,7 @@ def pretrain(
         precision=precision,
         strategy=strategy,
         seed=seed,
+        require_gpu=num_gpus > 0,
     )
 
 

@@ -214,6 +214,7 @@ def build_pipeline(options: PipelineOptions | None = None):
             seed=seed,
             tensorboard_root=tensorboard_root,
             checkpoint_root=checkpoint_root,
+            num_gpus=_requested_gpus(options, num_gpus),
             options=pretrain_options,
         ).set_display_name("SimCLR pretraining")
         train.set_caching_options(False)
@@ -283,6 +284,13 @@ def _pretrain_op(component, options: PipelineOptions):
         # cannot re-admit one worker; everyone resumes from the shared checkpoint.
         restart_job_on_worker_restart=True,
     )
+
+
+def _requested_gpus(options: PipelineOptions, num_gpus):
+    """The GPUs pretrain asks the platform for; pretrain refuses to run on CPU when > 0."""
+    if not options.accelerator_type:
+        return 0
+    return options.vertex_accelerator_count if options.vertex_workers else num_gpus
 
 
 def _cpu_step(task, options: PipelineOptions) -> None:

@@ -55,6 +55,7 @@ _HELP = {
     "tensorboard_sync_seconds": "seconds between uploads of the TensorBoard logs",
     "cache_dir": "local cache for gs:// / s3:// data and checkpoints; empty: ~/.cache/simclr-kfp",
     "num_cpu_devices": "split the CPU into N logical devices (testing distribution); 0: off",
+    "require_gpu": "stop with exit 2 before any work unless TensorFlow sees a GPU",
     "seed": "seed of shuffling, augmentation and initialisation",
 }
 _ENUMS = {
@@ -76,6 +77,10 @@ def config_from_flags(flag_values: flags.FlagValues) -> PretrainConfig:
 
 def run(config: PretrainConfig) -> dict[str, Any]:
     """Trains; returns the metrics written to OUTPUT_DIR/metrics.json."""
+    if config.require_gpu:
+        from simclr import devices
+
+        devices.require_gpu()
     from simclr import train  # imports TensorFlow: only after the flags are known
 
     return train.run(config)
