@@ -69,9 +69,12 @@ base() {
     return
   fi
   echo "base image $image: cannot be pulled; building a stand-in from Debian bookworm (debootstrap)"
-  if ! command -v debootstrap >/dev/null || [[ $(id -u) != 0 ]]; then
-    echo "error: building the stand-in base needs root and debootstrap (apt-get install debootstrap)" >&2
+  if [[ $(id -u) != 0 ]]; then
+    echo "error: building the stand-in base needs root (debootstrap)" >&2
     return 2
+  fi
+  if ! command -v debootstrap >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null
   fi
   local mirror work
   mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
