@@ -159,6 +159,7 @@ def test_only_the_chief_writes_the_outputs(tiny_prepared_data, tmp_path):
         "max_train_examples": 64,
         "checkpoint_every_steps": 100,
         "checkpoint_root": "",
+        "num_gpus": 0,
         "options": {"monitor_every_epochs": 0, "warmup_epochs": 0.0},
     }
     procs = {}
