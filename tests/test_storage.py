@@ -223,23 +223,30 @@ def test_directory_mirror_can_delete_removed(tmp_path, bucket):
     assert storage.list_files(bucket) == ["new"]
 
 
-def test_missing_bucket_fails_fast(gcs_emulator, tmp_path):
+def assert_missing_bucket_fails_fast(uri: str, tmp_path) -> None:
+    """Every operation on a missing bucket is one error naming it, with no retry backoff."""
     (tmp_path / "f").write_bytes(b"x")
-    uri = "gs://no-such-bucket-xyz/x"
     calls = [
         lambda: storage.read_bytes(uri),
         lambda: storage.write_bytes(uri, b"x"),
         lambda: storage.list_files(uri),
         lambda: storage.upload_file(str(tmp_path / "f"), uri),
+        lambda: storage.download_file(uri, str(tmp_path / "g")),
         lambda: storage.makedirs(uri),
         lambda: storage.localize_dir(uri, cache_root=str(tmp_path / "c")),
     ]
+    bucket = uri.split("/")[2]
     for call in calls:
         start = time.monotonic()
-        with pytest.raises(UserError, match=f"^{uri}: bucket 'no-such-bucket-xyz' does not exist$"):
+        with pytest.raises(UserError, match=f"^{uri}: bucket '{bucket}' does not exist$"):
             call()
         assert time.monotonic() - start < 2.0  # no retry backoff on a permanent error
     assert not storage.exists(uri)
+    assert not (tmp_path / "g").exists()
+
+
+def test_missing_bucket_fails_fast(gcs_emulator, tmp_path):
+    assert_missing_bucket_fails_fast("gs://no-such-bucket-xyz/x", tmp_path)
 
 
 def test_missing_object_in_existing_bucket(bucket, tmp_path):

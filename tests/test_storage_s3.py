@@ -18,6 +18,7 @@ from simclr.storage import s3 as s3_store
 from tests.fixtures_gcs import free_port
 from tests.fixtures_proxy import RESET, FaultProxy
 from tests.fixtures_s3 import start_moto_server
+from tests.test_storage import assert_missing_bucket_fails_fast
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,25 +71,9 @@ def test_file_uris_are_local(tmp_path):
 
 
 def test_missing_bucket_fails_fast_with_one_line(s3_server, tmp_path):
-    (tmp_path / "f").write_bytes(b"x")
     uri = "s3://no-such-bucket-xyz/x"
-    calls = [
-        lambda: storage.read_bytes(uri),
-        lambda: storage.write_bytes(uri, b"x"),
-        lambda: storage.list_files(uri),
-        lambda: storage.upload_file(str(tmp_path / "f"), uri),
-        lambda: storage.download_file(uri, str(tmp_path / "g")),
-        lambda: storage.makedirs(uri),
-        lambda: storage.localize_dir(uri, cache_root=str(tmp_path / "c")),
-    ]
-    for call in calls:
-        start = time.monotonic()
-        with pytest.raises(UserError, match=f"^{uri}: bucket 'no-such-bucket-xyz' does not exist$"):
-            call()
-        assert time.monotonic() - start < 2.0  # no retry backoff on a permanent error
-    assert not storage.exists(uri)
+    assert_missing_bucket_fails_fast(uri, tmp_path)
     storage.delete_dir(uri)  # nothing to delete: no error
-    assert not (tmp_path / "g").exists()
 
 
 def test_etag_gives_md5_so_localize_keeps_unchanged_files(s3_bucket, tmp_path, monkeypatch):
