@@ -57,11 +57,12 @@ compile: $(STAMP)
 ## images       build the CPU and GPU container images (needs a Docker engine; BASE_IMAGE=...)
 images: image-cpu image-gpu
 
-## image-cpu    build only the CPU image (prepare_data, augment, evaluate; CPU pretraining)
+## image-cpu    build only the CPU image (prepare_data, augment; evaluate when the pipeline requests no GPU)
 image-cpu:
 	$(DOCKER_BUILD) -f containers/Dockerfile.cpu -t $(IMAGE_REPO)/cpu:$(IMAGE_TAG) .
 
-## image-gpu    build only the GPU image (tensorflow[and-cuda]; the build checks CUDA/cuDNN)
+## image-gpu    build only the GPU image (pretrain, and evaluate when the pipeline requests GPUs;
+##              tensorflow[and-cuda]; the build checks CUDA/cuDNN)
 image-gpu:
 	$(DOCKER_BUILD) -f containers/Dockerfile.gpu -t $(IMAGE_REPO)/gpu:$(IMAGE_TAG) .
 

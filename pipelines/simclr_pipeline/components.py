@@ -34,7 +34,8 @@ DEFAULT_IMAGE_TAG = __version__
 
 @dataclass(frozen=True)
 class Images:
-    """Container images: `cpu` for data, augmentation and evaluation; `gpu` for pretraining."""
+    """Container images: `cpu` for data and augmentation (and evaluation when the pipeline
+    requests no GPUs); `gpu` for pretraining (and evaluation, with one GPU, when it does)."""
 
     cpu: str
     gpu: str
