@@ -2,7 +2,9 @@
 
 Used by the Dockerfiles so the images install exactly what pyproject declares, pinned
 by constraints.txt (`pip install -c constraints.txt -r <this output>`). The GPU image
-excludes tensorflow-cpu: its base image already has the CUDA build of TensorFlow.
+excludes tensorflow-cpu: it installs the CUDA build instead (the `gpu` extra,
+tensorflow[and-cuda], pinned by containers/constraints-gpu.txt) on the same
+python:3.11-slim base.
 
     python requirements.py --extras train,pipeline [--exclude tensorflow-cpu] [--add keras]
 """
