@@ -232,7 +232,7 @@ def load_manifest(data_dir: str) -> dict[str, Any]:
 
 
 def local_data_dir(data_dir: str, cache_root: str | None = None) -> str:
-    """A local directory with the data files (gs:// data is downloaded once into a cache)."""
+    """A local directory with the data files (gs:// or s3:// data: downloaded once, cached)."""
     if not storage.is_remote(data_dir):
         load_manifest(data_dir)  # fail early and clearly on a wrong directory
         return data_dir

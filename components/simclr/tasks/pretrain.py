@@ -42,7 +42,8 @@ _HELP = {
     "projection_dim": "output size of the projection head",
     "projection_layers": "layers of the projection head (2: SimCLR v1, 3: v2)",
     "strategy": "auto, default, one_device, mirrored, multi_worker or tpu",
-    "precision": "auto (bfloat16 on GPU/TPU, float32 on CPU), float32, bfloat16 or float16",
+    "precision": "auto (bfloat16 on TPU and Ampere+ GPUs, float16 with loss scaling on older "
+    "GPUs, float32 on CPU), float32, bfloat16 or float16",
     "jit_compile": "XLA-compile the train step: auto (on for GPU/TPU), true or false",
     "max_train_examples": "use only the first N training images; 0: all",
     "checkpoint_every_steps": "write a checkpoint every N steps (and at the end)",
