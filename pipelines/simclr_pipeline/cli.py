@@ -116,7 +116,9 @@ def _add_param_flags(parser: argparse.ArgumentParser, default_preset: str | None
         metavar="KEY=VALUE",
         help="a pipeline parameter (repeatable; wins over preset and file)",
     )
-    group.add_argument("--source", help="the CIFAR-10 archive: URL, gs:// URI or local path")
+    group.add_argument(
+        "--source", help="the CIFAR-10 archive: URL, gs:// or s3:// URI, or local path"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
