@@ -33,7 +33,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-## test         run the whole test suite (starts its own GCS emulator and TensorBoard)
+## test         run the whole test suite (starts its own GCS emulator, S3 server and TensorBoard;
+##              with a Docker engine, also builds both images and runs the pipeline in them)
 test: $(STAMP)
 	$(VENV)/bin/ruff check components pipelines tests
 	$(VENV)/bin/ruff format --check components pipelines tests
