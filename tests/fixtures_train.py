@@ -2,7 +2,7 @@
 
 - `pretrained_run` (session): str output directory of a pretraining run on
   `real_prepared_data` (ResNet-18 at width 0.125, 5,000 real CIFAR-10 images, batch
-  256, LARS, 4 epochs = 76 steps; about a minute of CPU on 2 cores). It holds encoder/,
+  256, LARS, 4 epochs = 79 steps on the ceil'd schedule; about a minute of CPU on 2 cores). It holds encoder/,
   config.json, metrics.json, checkpoints/ and tensorboard/. Its kNN top-1 (monitor:
   500 labelled images as the bank, 1,000 test queries) clearly beats the random-init
   encoder's, which the monitor logs at step 0 (`monitor/knn_top1`).
