@@ -25,7 +25,7 @@ PARAMS = {
     "epochs": 8,
     "batch_size": 128,
     "learning_rate": 1.0,
-    "eval_max_train_examples": 1000,
+    "eval_max_train_examples": NUM_TRAIN,  # all of them: a smaller bank makes the probe noisy
 }
 
 
@@ -132,8 +132,9 @@ def test_evaluation_outputs(local_run):
         assert 0.0 <= evaluation[name] <= 1.0
         assert 0.0 <= evaluation["baseline"][name] <= 1.0
         # The point of pretraining: its encoder beats the random-init one on both protocols
-        # (measured here: kNN 0.220 vs 0.186, linear 0.320 vs 0.276 on the 500 test images).
+        # (measured here: kNN 0.252 vs 0.218, linear 0.340 vs 0.274 on the 500 test images).
         assert evaluation[name] > evaluation["baseline"][name] + 0.01, (name, evaluation)
+    print("e2e evaluation:", json.dumps(evaluation))
     ui_metrics = artifact_metadata(run, "evaluate", "eval_metrics")
     assert ui_metrics["knn_top1"] == evaluation["knn_top1"]
     assert ui_metrics["baseline_linear_top1"] == evaluation["baseline"]["linear_top1"]
