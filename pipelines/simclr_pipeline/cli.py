@@ -391,13 +391,13 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 def _read_json(path: str) -> dict:
     """A metrics file the finished run wrote; a missing or broken one is an error, not {}."""
+    from simclr import storage
+    from simclr.errors import UserError
+
     try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as err:
-        raise CliError(f"the run finished but {path} is unreadable: {err.strerror}") from err
-    except ValueError as err:
-        raise CliError(f"the run finished but {path} is not valid JSON: {err}") from err
+        data = storage.read_json(path)
+    except UserError as err:
+        raise CliError(f"the run finished but its metrics are unreadable: {err}") from err
     if not isinstance(data, dict):
         raise CliError(f"the run finished but {path} holds no JSON object")
     return data
