@@ -108,6 +108,12 @@ def resolve_latest(uri: str, *, fallback: bool) -> str | None:
     )
 
 
+def _kept_before(listing: list[str], name: str, keep: int) -> list[str]:
+    """The complete checkpoints older than `name` that stay beside it (keep - 1 newest)."""
+    older = [n for n in complete_checkpoints(listing) if _step(n) < _step(name)]
+    return older[-(keep - 1) :] if keep > 1 else []
+
+
 def _download(uri: str, name: str, local_dir: str) -> None:
     """Copies checkpoint `name` from `uri` into local_dir, with an index naming only it."""
     for rel in storage.list_files(uri):
@@ -156,15 +162,9 @@ class Checkpointer:
             with open(index) as f:
                 if _latest_name(f.read()) == latest:
                     return
-        older = [
-            n
-            for n in complete_checkpoints(storage.list_files(self.uri))
-            if _step(n) < _step(latest)
-        ]
+        kept = _kept_before(storage.list_files(self.uri), latest, self.keep)
         with open(index + ".tmp", "w") as f:
-            f.write(
-                _index_text(older[-(self.keep - 1) :] + [latest] if self.keep > 1 else [latest])
-            )
+            f.write(_index_text(kept + [latest]))
         os.replace(index + ".tmp", index)
 
     def _temp_dir(self, cache_dir: str | None, prefix: str) -> str:
@@ -200,8 +200,7 @@ class Checkpointer:
         missing = missing_files(listing, name)
         if missing:  # never index (or delete for) a checkpoint that is not all there
             raise RuntimeError(f"{self.uri}: {name} uploaded but {', '.join(missing)} not listed")
-        older = [n for n in complete_checkpoints(listing) if _step(n) < _step(name)]
-        kept = older[-(self.keep - 1) :] if self.keep > 1 else []
+        kept = _kept_before(listing, name, self.keep)
         storage.write_text(storage.join(self.uri, INDEX_FILE), _index_text(kept + [name]))
         # Only now that `name` is complete and indexed: drop what is older and not kept.
         doomed = {n for n in checkpoint_names(listing) if _step(n) < _step(name)} - set(kept)
