@@ -125,14 +125,15 @@ def _bomb(width: int, height: int, max_pixels: int) -> BadImage:
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
     """Opens (header only, no pixels decoded yet) and checks the size against `max_pixels`.
 
-    Call inside `pixel_limit(max_pixels)`.
+    Call inside `pixel_limit(max_pixels)`, which keeps Pillow's own checks (some plugins
+    repeat them while loading) at the same limit.
     """
     if not data:
         raise BadImage("empty", "zero bytes")
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the header's size is checked below, with a clear reason
     try:
         image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise BadImage("too_large", f"decompression bomb: {_first_line(err)}") from None
     except UnidentifiedImageError:
         other = sniff_other_format(data)
         what = f"a {other} file" if other else "not an image"
@@ -141,6 +142,8 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         ) from None
     except Exception as err:  # a malformed header can raise almost anything
         raise BadImage("corrupt", f"unreadable header: {_first_line(err)}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
     width, height = image.size
     if width < 1 or height < 1:
         raise BadImage("corrupt", f"image has no pixels ({width}x{height})")
