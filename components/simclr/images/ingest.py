@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import time
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +64,7 @@ class IngestRun:
 class _Tally:
     """What the stream produced, in source order."""
 
-    labels: list[int] = field(default_factory=list)  # of each spooled (accepted) image
+    labels: array = field(default_factory=lambda: array("q"))  # of each spooled image
     skipped: list[dict[str, str]] = field(default_factory=list)
     duplicates: list[dict[str, str]] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
@@ -160,7 +161,8 @@ def _run_stream(
     try:
         for done, outcome in enumerate(stream, start=1):
             file, result = outcome.file, outcome.result
-            tally.content.update(f"{file.path}\t{outcome.sha256 or '-'}\n".encode())
+            line = f"{file.path}\t{outcome.sha256 or '-'}\t{file.label}\n"
+            tally.content.update(line.encode("utf-8"))
             if isinstance(result, Converted):
                 record = example_bytes(
                     result.data, file.label, result.height, result.width, file.path
@@ -269,6 +271,8 @@ def _write_subsets(
     from simclr.data import indices_sha256, subset_name
 
     if not num_classes:
+        if options.label_fractions:
+            _log.info("ingest: unlabelled source: no label subsets")
         return {}
     subsets = {}
     for fraction in options.label_fractions:
@@ -295,7 +299,7 @@ def _source_entry(source: str, listing: SourceListing, tally: _Tally) -> dict[st
         "uri": source,
         "kind": listing.kind,
         "layout": listing.layout,
-        # sha256 over "path<TAB>sha256 of its bytes" lines of every image file, in order
+        # sha256 over "path<TAB>sha256 of its bytes<TAB>label" lines of every file, in order
         "sha256": tally.content.hexdigest(),
         "num_files": len(listing.files),
         "ignored": {"count": listing.num_ignored, "by_extension": dict(listing.ignored)},

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,8 +79,8 @@ class Spool:
     def __init__(self, path: str) -> None:
         self.path = path
         self._file = open(path, "wb")  # noqa: SIM115 (closed by close())
-        self._offsets: list[int] = []
-        self._lengths: list[int] = []
+        self._offsets = array("q")  # 8 bytes a record, whatever the count
+        self._lengths = array("q")
         self._end = 0
         self._fd: int | None = None
 
@@ -94,7 +95,7 @@ class Spool:
         return len(self._offsets) - 1
 
     def num_bytes(self, indices: Sequence[int] | np.ndarray) -> int:
-        lengths = np.asarray(self._lengths, np.int64)
+        lengths = np.frombuffer(self._lengths, np.int64)
         return int(lengths[np.asarray(indices, np.int64)].sum()) if len(indices) else 0
 
     def read(self, index: int) -> bytes:

@@ -78,4 +78,11 @@ def label_subset(
     """Sorted positions in the training split of a class-balanced subset."""
     from simclr.data import balanced_subset
 
+    counts = class_counts(train_labels, num_classes)
+    if min(counts) < 1:
+        raise UserError(
+            f"--label_fractions {fraction:g}: class {counts.index(0)} has no training image "
+            f"(train class counts {counts}); lower --test_fraction or add images"
+        )
+
     return balanced_subset(np.asarray(train_labels, np.int64), fraction, seed, num_classes)
