@@ -1,6 +1,6 @@
 """`python -m simclr.bench`: the performance table, one JSON object per line.
 
-Runs each benchmark module in turn (augmentation, pretraining, data preparation) and
+Runs each benchmark module in turn (augmentation, pretraining, data preparation, image ingest) and
 prints every row as soon as it is measured, so a long run shows progress.
 """
 
@@ -11,7 +11,7 @@ import importlib
 import json
 import sys
 
-MODULES = ("augment", "train", "prepare")
+MODULES = ("augment", "train", "prepare", "ingest")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
