@@ -1,0 +1,269 @@
+"""embed: the embeddings of every image of a prepared dataset, as Parquet shards.
+
+    python -m simclr.tasks.embed --model_dir=DIR --data_dir=DIR --output_dir=DIR
+        [--splits=train,test] [--batch_size=256] [--rows_per_shard=N]
+
+``--model_dir`` is pretrain's ``--output_dir`` (or the ``encoder/`` inside it);
+``--data_dir`` a prepare_data output: the CIFAR-10 layout (manifest format_version 1) or
+an image dataset (format_version 2, ``simclr.images``: JPEG/PNG records, decoded and
+centre-cropped as ``simclr.export.fit_to_training_size``, i.e. as the SavedModel does).
+Every directory may be local, gs:// or s3://.
+
+Writes ``--output_dir/<split>-00000-of-0000N.parquet`` (rows in record order: ``id``,
+``path``, ``label``, ``embedding``; see ``simclr.embeddings``) and ``metrics.json``
+(``num_images``, ``images_per_second``, ``seconds``, ``embedding_dim``, per split its
+``num_images`` and ``files``), staged and published with metrics.json last; on any error
+(including non-finite embeddings) nothing is published and the task exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from absl import flags
+
+from simclr import data, storage
+from simclr import embeddings as emb
+from simclr.errors import UserError
+from simclr.tasks._app import dataclass_from_flags, define_dataclass_flags, run_task
+
+_log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+IMAGE_FORMATS_V2 = ("jpeg", "png")
+
+
+@dataclass
+class EmbedConfig:
+    model_dir: str
+    data_dir: str
+    output_dir: str
+    splits: str = ""  # "" = every split in the manifest (not the label subsets)
+    batch_size: int = 256
+    rows_per_shard: int = 0  # 0 = about 128 MiB of embeddings a shard
+    progress_every_s: float = 10.0
+
+
+_HELP = {
+    "model_dir": "pretrain's --output_dir, or the encoder/ directory inside it.",
+    "data_dir": "prepare_data output (CIFAR-10 or an image dataset; local, gs:// or s3://).",
+    "output_dir": "Where the Parquet shards and metrics.json go (local, gs:// or s3://).",
+    "splits": "Comma-separated splits to embed (default: all splits of the manifest).",
+    "batch_size": "Images per encoder call.",
+    "rows_per_shard": "Rows per Parquet file; 0: about 128 MiB of embeddings each.",
+    "progress_every_s": "Seconds between progress lines.",
+}
+
+
+def define_flags() -> None:
+    define_dataclass_flags(EmbedConfig, _HELP)
+
+
+def config_from_flags(values: flags.FlagValues) -> EmbedConfig:
+    return dataclass_from_flags(EmbedConfig, values)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_manifest(data_dir: str) -> dict[str, Any]:
+    """The manifest of either format (1: CIFAR-10 raw uint8, 2: simclr.images)."""
+    uri = storage.join(data_dir, data.MANIFEST)
+    if not storage.exists(uri):
+        raise UserError(f"{uri}: no manifest (is {data_dir} a prepare_data output?)")
+    try:
+        manifest = json.loads(storage.read_bytes(uri).decode("utf-8", errors="replace"))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{uri}: corrupt manifest: {err}") from None
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version == data.FORMAT_VERSION:
+        return data.load_manifest(data_dir)
+    if version == 2 and manifest.get("image_format") in IMAGE_FORMATS_V2 and "splits" in manifest:
+        return manifest
+    raise UserError(f"{uri}: unsupported manifest (format_version {version!r})")
+
+
+def _splits(config: EmbedConfig, manifest: dict[str, Any]) -> list[str]:
+    available = sorted(manifest["splits"])
+    wanted = [s.strip() for s in config.splits.split(",") if s.strip()] or available
+    missing = [s for s in wanted if s not in available]
+    if missing:
+        raise UserError(
+            f"--splits: no split {', '.join(missing)} in {config.data_dir} "
+            f"(available: {', '.join(available) or 'none'})"
+        )
+    return list(dict.fromkeys(wanted))
+
+
+def _files(local_dir: str, manifest: dict[str, Any], split: str) -> list[str]:
+    paths = [os.path.join(local_dir, f) for f in manifest["splits"][split]["files"]]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise UserError(f"{os.path.basename(path)} listed in the manifest is missing")
+    return paths
+
+
+def _batches_v1(local_dir, manifest, split, batch_size) -> Iterator[tuple]:
+    """(uint8 [B,32,32,3], labels, None) per batch, file by file (bounded memory)."""
+    for path in _files(local_dir, manifest, split):
+        images, labels = data.read_record_file(path)
+        for start in range(0, len(labels), batch_size):
+            yield images[start : start + batch_size], labels[start : start + batch_size], None
+
+
+def _batches_v2(local_dir, manifest, split, batch_size, image_size) -> Iterator[tuple]:
+    """(uint8 [B,S,S,3], labels, paths) per batch: decoded and centre-cropped."""
+    import tensorflow as tf
+
+    from simclr.export import decode_images
+    from simclr.images.records import parse_features
+
+    stored = int(manifest.get("stored_size") or 0) or None
+
+    def parse(serialized):
+        example = tf.io.parse_example(serialized, parse_features())
+        pixels = decode_images(example["image"], image_size, stored)
+        return pixels, example["label"], example["path"]
+
+    dataset = (
+        tf.data.TFRecordDataset(_files(local_dir, manifest, split))
+        .batch(batch_size)
+        .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(2)
+    )
+    try:
+        for pixels, labels, paths in dataset:
+            yield pixels.numpy(), labels.numpy(), [p.decode("utf-8") for p in paths.numpy()]
+    except tf.errors.OpError as err:
+        reason = err.message.splitlines()[0]
+        raise UserError(f"split {split!r}: unreadable record: {reason}") from None
+
+
+# --------------------------------------------------------------------------- run
+
+
+class _Progress:
+    def __init__(self, total: int, every_s: float) -> None:
+        self.total, self.every_s, self.done = total, every_s, 0
+        self.start = self.last = time.perf_counter()
+
+    def add(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.every_s or self.done == self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / max(rate, 1e-9)
+            _log.info(
+                "embed: %d/%d images (%.0f%%), %.0f images/s, ETA %d:%02d",
+                self.done,
+                self.total,
+                100 * self.done / max(self.total, 1),
+                rate,
+                eta // 60,
+                eta % 60,
+            )
+
+
+def _embed_batch(model, images: np.ndarray, ids: np.ndarray, split: str) -> np.ndarray:
+    from simclr.evaluate import extract_features, l2_normalize
+
+    features = extract_features(model, images, len(images))
+    bad = ~np.isfinite(features).all(axis=1)
+    if bad.any():
+        raise UserError(
+            f"the encoder gave non-finite embeddings for {int(bad.sum())} {split} images "
+            f"(first id {int(ids[bad][0])}); nothing was written"
+        )
+    return l2_normalize(features).astype(np.float32)
+
+
+def run(config: EmbedConfig) -> dict[str, Any]:
+    """Embeds the splits; writes the shards and metrics.json; returns metrics.json's content."""
+    for name in ("model_dir", "data_dir", "output_dir"):
+        if not getattr(config, name):
+            raise UserError(f"--{name} is required")
+    if int(config.batch_size) < 1 or int(config.rows_per_shard) < 0:
+        raise UserError("--batch_size must be >= 1 and --rows_per_shard >= 0")
+    manifest = read_manifest(config.data_dir)
+    splits = _splits(config, manifest)
+    from simclr.model import load_encoder
+
+    model, model_config = load_encoder(config.model_dir)
+    image_size = int(model.inputs[0].shape[1])
+    version = manifest["format_version"]
+    if version == 2 and int(manifest.get("image_size", image_size)) != image_size:
+        raise UserError(
+            f"{config.data_dir} was prepared at image_size {manifest['image_size']}, "
+            f"the encoder takes {image_size}"
+        )
+    dim = int(model.outputs[0].shape[-1])
+    per_shard = emb.rows_per_shard(dim, int(config.rows_per_shard))
+    local = storage.localize_dir(config.data_dir)
+    totals = {s: int(manifest["splits"][s]["num_examples"]) for s in splits}
+    progress = _Progress(sum(totals.values()), float(config.progress_every_s))
+    encoder_facts = {k: model_config.get(k) for k in ("encoder", "width_multiplier", "stem")}
+    metrics: dict[str, Any] = {"splits": {}}
+    start = time.perf_counter()
+    with storage.atomic_dir(config.output_dir, last=(METRICS_FILE,)) as staging:
+        for split in splits:
+            meta = {
+                "split": split,
+                "class_names": manifest.get("class_names", []),
+                "embedding_dim": dim,
+                "normalized": True,
+                "encoder": {**encoder_facts, "feature_dim": dim, "image_size": image_size},
+                "model_dir": config.model_dir,
+                "data_dir": config.data_dir,
+            }
+            writer = emb.ShardedWriter(staging, split, totals[split], per_shard, meta)
+            batches = (
+                _batches_v1(local, manifest, split, int(config.batch_size))
+                if version == data.FORMAT_VERSION
+                else _batches_v2(local, manifest, split, int(config.batch_size), image_size)
+            )
+            for images, labels, paths in batches:
+                ids = np.arange(len(labels), dtype=np.int64) + writer.added
+                vectors = _embed_batch(model, images, ids, split)
+                writer.add(ids, vectors, labels, paths)
+                progress.add(len(labels))
+            files = writer.close()
+            metrics["splits"][split] = {"num_images": totals[split], "files": files}
+        seconds = time.perf_counter() - start
+        metrics.update(
+            {
+                "num_images": progress.done,
+                "seconds": seconds,
+                "images_per_second": progress.done / max(seconds, 1e-9),
+                "embedding_dim": dim,
+                "normalized": True,
+                "rows_per_shard": per_shard,
+                "model_dir": config.model_dir,
+                "data_dir": config.data_dir,
+            }
+        )
+        with open(os.path.join(staging, METRICS_FILE), "w") as f:
+            json.dump(metrics, f, indent=2, sort_keys=True)
+    _log.info(
+        "embed: %d images in %.1fs (%.0f images/s) -> %s",
+        progress.done,
+        seconds,
+        metrics["images_per_second"],
+        config.output_dir,
+    )
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_task(define_flags, config_from_flags, run, argv)
+
+
+if __name__ == "__main__":
+    main()
