@@ -67,6 +67,7 @@ def test_pipeline_signature_defaults_are_the_gpu_preset():
         ("temperature", PretrainConfig, "temperature"),
         ("max_train_examples", PretrainConfig, "max_train_examples"),
         ("checkpoint_every_steps", PretrainConfig, "checkpoint_every_steps"),
+        ("checkpoint_every_seconds", PretrainConfig, "checkpoint_every_seconds"),
         ("precision", PretrainConfig, "precision"),
         ("strategy", PretrainConfig, "strategy"),
         ("seed", PretrainConfig, "seed"),

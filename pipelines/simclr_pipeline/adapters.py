@@ -25,7 +25,7 @@ from typing import Any
 
 from simclr import storage
 
-from simclr_pipeline.platforms import KFP_MINIO_ENDPOINT, KFP_MINIO_SECRET, MIN_KFP_BACKEND
+from simclr_pipeline.platforms import KFP_S3_ENDPOINT, KFP_S3_SECRET, MIN_KFP_BACKEND
 
 
 class AdapterError(ValueError):
@@ -188,8 +188,8 @@ def check_s3_settings(uri: str, artifact: Any, env: Mapping[str, str] | None = N
     if missing:
         raise SystemExit(
             f"error: checkpoints go to KFP's object store ({uri}) but {', '.join(missing)} "
-            f"is not set: compile with --s3_secret={KFP_MINIO_SECRET} "
-            f"--s3_endpoint_url={KFP_MINIO_ENDPOINT}, or set checkpoint_root"
+            f"is not set: compile with --s3_secret={KFP_S3_SECRET} "
+            f"--s3_endpoint_url={KFP_S3_ENDPOINT} (the defaults), or set checkpoint_root"
         )
 
 

@@ -86,14 +86,25 @@ def _add_build_flags(parser: argparse.ArgumentParser) -> None:
         default=d.s3_secret,
         metavar="SECRET",
         help="Kubeflow: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in every step from this "
-        "Kubernetes Secret's accesskey/secretkey (KFP's MinIO secret: "
-        f"{platforms.KFP_MINIO_SECRET})",
+        "Kubernetes Secret's accesskey/secretkey (default: KFP's own, "
+        f"{platforms.KFP_S3_SECRET}, present in every profile namespace; 'none' for a gs:// "
+        "pipeline root without it)",
     )
     group.add_argument(
         "--s3_endpoint_url",
         default=d.s3_endpoint_url,
         metavar="URL",
-        help=f"Kubeflow: AWS_ENDPOINT_URL of every step (e.g. {platforms.KFP_MINIO_ENDPOINT})",
+        help="Kubeflow: AWS_ENDPOINT_URL of every step (default with KFP's secret: its "
+        f"SeaweedFS, {platforms.KFP_S3_ENDPOINT}; 'none': AWS's own endpoints)",
+    )
+    group.add_argument(
+        "--retry_window",
+        default=d.retry_window,
+        metavar="DURATION",
+        help="pretrain's backoff_max_duration (default: Kubeflow "
+        f"{platforms.RETRY_WINDOW[platforms.KUBEFLOW]}, a deadline from the first attempt's "
+        f"start that must cover all of training; Vertex AI {platforms.RETRY_WINDOW[platforms.VERTEX]}"
+        ", the longest wait between retries)",
     )
     group.add_argument(
         "--vertex_workers",
@@ -207,15 +218,23 @@ def pipeline_options(args: argparse.Namespace):
         step_cpu=args.step_cpu,
         step_memory=args.step_memory,
         retries=args.retries,
+        retry_window=args.retry_window,
         node_selector=selectors,
         tolerations=tolerations,
-        s3_secret=args.s3_secret,
-        s3_endpoint_url=args.s3_endpoint_url,
+        # kfp.local has no Kubernetes Secrets: no KFP store defaults for local runs.
+        s3_secret=_local_default(args, args.s3_secret),
+        s3_endpoint_url=_local_default(args, args.s3_endpoint_url),
         vertex_workers=args.vertex_workers,
         vertex_machine_type=args.vertex_machine_type,
         vertex_accelerator_count=args.vertex_accelerator_count,
     )
     return options.resolved()
+
+
+def _local_default(args: argparse.Namespace, value: str | None) -> str | None:
+    if value is None and args.command in ("run-local", "run-docker"):
+        return platforms.NONE
+    return value
 
 
 def compile_pipeline(options, output: str) -> str:

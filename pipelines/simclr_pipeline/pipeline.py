@@ -39,9 +39,11 @@ from kfp.dsl import Artifact, Markdown, Metrics, Model
 
 from simclr_pipeline import platforms, presets
 from simclr_pipeline.components import Images, build_components
-from simclr_pipeline.platforms import (  # noqa: F401  (KFP_MINIO_* re-exported)
+from simclr_pipeline.platforms import (  # noqa: F401  (KFP_* re-exported)
     KFP_MINIO_ENDPOINT,
     KFP_MINIO_SECRET,
+    KFP_S3_ENDPOINT,
+    KFP_S3_SECRET,
     KUBEFLOW,
     S3_SECRET_KEYS,
     VERTEX,
@@ -83,18 +85,25 @@ class PipelineOptions:
     # None: the platform's default (nvidia.com/gpu on Kubeflow, NVIDIA_TESLA_A100 on
     # Vertex AI); "" = no GPU request (CPU pretraining and evaluation).
     accelerator_type: str | None = None
-    pretrain_cpu: str = "8"
-    pretrain_memory: str = "32G"
+    # Requests must fit what an 8-vCPU GPU node (g2-standard-8: 32 GB, n1-standard-8: 30 GB)
+    # can allocate after the kubelet's reserve and the system pods, or the pod stays Pending.
+    pretrain_cpu: str = "6"
+    pretrain_memory: str = "24G"
     step_cpu: str = "2"  # prepare_data / augment (and evaluate without a GPU)
     step_memory: str = "8G"
     retries: int = 3
+    # backoff_max_duration of pretrain's retries; "" = the platform's (platforms.RETRY_WINDOW:
+    # on Kubeflow a deadline from the first attempt's start that must cover all of training).
+    retry_window: str = ""
     # Kubernetes placement of the GPU pods (Kubeflow only).
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[Toleration, ...] = ()
-    # Kubeflow only: S3 credentials for the tasks from a Kubernetes Secret (e.g. KFP's
-    # MinIO secret), and the S3 endpoint, as the AWS_* variables boto3 reads.
-    s3_secret: str = ""
-    s3_endpoint_url: str = ""
+    # Kubeflow only: S3 credentials for the tasks from a Kubernetes Secret, and the S3
+    # endpoint, as the AWS_* variables boto3 reads. None: KFP's own store (its Secret in
+    # the run's namespace and SeaweedFS), which a stock install's default pipeline root
+    # (minio://mlpipeline/...) needs; "none": no S3 settings (a gs:// pipeline root).
+    s3_secret: str | None = None
+    s3_endpoint_url: str | None = None
     # Vertex AI only: run pretrain as a CustomJob with this many replicas (1 chief +
     # N-1 workers, MultiWorkerMirroredStrategy); 0 = an ordinary pipeline step.
     vertex_workers: int = 0
@@ -114,16 +123,39 @@ class PipelineOptions:
             raise PlatformError(f"--vertex_workers must be >= 0, got {self.vertex_workers}")
         if self.platform == KUBEFLOW and self.vertex_workers:
             raise PlatformError("--vertex_workers needs --platform=vertex")
-        if self.platform == VERTEX and (self.node_selector or self.tolerations or self.s3_secret):
+        if self.platform == VERTEX and (
+            self.node_selector or self.tolerations or self._none_is_empty(self.s3_secret)
+        ):
             raise PlatformError(
                 "--node_selector, --toleration and --s3_secret are Kubernetes settings: "
                 "use them with --platform=kubeflow"
             )
         for key, value in self.node_selector:
             platforms.check_node_selector(key, value)
-        if self.s3_endpoint_url and not self.s3_endpoint_url.startswith(("http://", "https://")):
-            raise PlatformError(f"--s3_endpoint_url must be http(s)://, got {self.s3_endpoint_url}")
-        return replace(self, accelerator_type=accelerator)
+        secret, endpoint = self._s3_settings()
+        if endpoint and not endpoint.startswith(("http://", "https://")):
+            raise PlatformError(f"--s3_endpoint_url must be http(s)://, got {endpoint}")
+        return replace(
+            self,
+            accelerator_type=accelerator,
+            retry_window=self.retry_window or platforms.RETRY_WINDOW[self.platform],
+            s3_secret=secret,
+            s3_endpoint_url=endpoint,
+        )
+
+    def _s3_settings(self) -> tuple[str, str]:
+        """(secret, endpoint) with the platform defaults filled in; "" = none."""
+        if self.platform != KUBEFLOW:
+            return "", self._none_is_empty(self.s3_endpoint_url) or ""
+        secret = KFP_S3_SECRET if self.s3_secret is None else self._none_is_empty(self.s3_secret)
+        endpoint = self.s3_endpoint_url
+        if endpoint is None:  # KFP's store when its secret is used, else AWS's own endpoints
+            endpoint = KFP_S3_ENDPOINT if secret == KFP_S3_SECRET else ""
+        return secret, self._none_is_empty(endpoint)
+
+    @staticmethod
+    def _none_is_empty(value: str | None) -> str:
+        return "" if value is None or value.strip().lower() in ("", platforms.NONE) else value
 
 
 class Outputs(NamedTuple):
@@ -222,9 +254,9 @@ def build_pipeline(options: PipelineOptions | None = None):
         train.set_caching_options(False)
         train.set_retry(
             num_retries=options.retries,
-            backoff_duration="60s",
-            backoff_factor=2.0,
-            backoff_max_duration="3600s",
+            backoff_duration=platforms.RETRY_BACKOFF,
+            backoff_factor=platforms.RETRY_BACKOFF_FACTOR,
+            backoff_max_duration=options.retry_window,
         )
         if not options.vertex_workers:
             _gpu_step(train, options, num_gpus)

@@ -28,13 +28,45 @@ DEFAULT_ACCELERATOR = {KUBEFLOW: "nvidia.com/gpu", VERTEX: "NVIDIA_TESLA_A100"}
 # GKE's node label naming the GPU model (https://cloud.google.com/kubernetes-engine/docs/how-to/gpus).
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 
-# KFP's own object store on clusters without GCS: its MinIO Secret (namespace kubeflow,
-# copied into each profile namespace by multi-user Kubeflow; keys accesskey/secretkey,
-# manifests/kustomize/.../mlpipeline-minio-artifact-secret.yaml), its Service, and the
-# variables boto3 reads them from.
-KFP_MINIO_SECRET = "mlpipeline-minio-artifact"
-KFP_MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
+# KFP's own object store. Since KFP 2.16 (kubeflow/pipelines#12613) it is SeaweedFS, Service
+# `seaweedfs` in namespace `kubeflow` (backend/src/v2/objectstore/config.go at 2.17.0:
+# DefaultEndpointInMultiUserMode = "seaweedfs.kubeflow:9000"); MinIO's `minio-service` is gone.
+# Its credentials keep the old Secret name, keys accesskey/secretkey: in namespace kubeflow
+# (manifests/kustomize/third-party/seaweedfs/.../mlpipeline-minio-artifact-secret.yaml) and, in
+# multi-user mode, one per profile namespace with that namespace's own key (the profile
+# controller, manifests/kustomize/base/installs/multi-user/pipelines-profile-controller/sync.py).
+KFP_S3_SECRET = "mlpipeline-minio-artifact"
+KFP_S3_ENDPOINT = "http://seaweedfs.kubeflow:9000"
+KFP_BUCKET = "mlpipeline"
+KFP_MINIO_SECRET, KFP_MINIO_ENDPOINT = KFP_S3_SECRET, KFP_S3_ENDPOINT  # the old names
 S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
+# "none" as --s3_secret / --s3_endpoint_url: no S3 settings (e.g. Kubeflow on GKE with gs://).
+NONE = "none"
+
+
+def kfp_writable_prefixes(namespace: str) -> tuple[str, ...]:
+    """Where a profile namespace's key may write in KFP's bucket (multi-user, KFP >= 2.16).
+
+    sync.py at 2.17.0 gives the key s3:Put*/Get*/List*/DeleteObject on exactly these
+    `mlpipeline/<prefix>*` resources; anything else in the bucket is AccessDenied. The
+    namespace's default pipeline root is `minio://mlpipeline/private-artifacts/<ns>/v2/artifacts`.
+    """
+    return ("artifacts/", f"private-artifacts/{namespace}/", f"private/{namespace}/", "shared/")
+
+
+# --- Retries ------------------------------------------------------------------------------
+#
+# The same `backoff_max_duration` means different things on the two platforms:
+# - Kubeflow: KFP's Argo compiler puts it on the executor template as
+#   retryStrategy.backoff.maxDuration (backend/src/v2/compiler/argocompiler/container.go at
+#   2.17.0), and Argo (workflow/controller/operator.go at v4.0.5, the version KFP 2.17 pins)
+#   measures it from the FIRST attempt's start: no retry starts after it, and a retry that
+#   starts is killed at it (its execution deadline). It must cover the whole training, all
+#   attempts included (kubeflow/pipelines#13452, #14245).
+# - Vertex AI: the longest wait between two retries; an hour is plenty.
+RETRY_WINDOW = {KUBEFLOW: "14d", VERTEX: "3600s"}
+RETRY_BACKOFF = "60s"
+RETRY_BACKOFF_FACTOR = 2.0
 
 # The oldest KFP backend that runs this pipeline: 2.5.0 is the first release that
 # resolves `dsl.PIPELINE_JOB_ID_PLACEHOLDER` (kubeflow/pipelines#11599); a pipeline
