@@ -30,7 +30,7 @@ GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 
 # KFP's own object store. Since KFP 2.16 (kubeflow/pipelines#12613) it is SeaweedFS, Service
 # `seaweedfs` in namespace `kubeflow` (backend/src/v2/objectstore/config.go at 2.17.0:
-# DefaultEndpointInMultiUserMode = "seaweedfs.kubeflow:9000"); MinIO's `minio-service` is gone.
+# DefaultEndpointInMultiUserMode = "seaweedfs.kubeflow:9000"); the MinIO Service is gone.
 # Its credentials keep the old Secret name, keys accesskey/secretkey: in namespace kubeflow
 # (manifests/kustomize/third-party/seaweedfs/.../mlpipeline-minio-artifact-secret.yaml) and, in
 # multi-user mode, one per profile namespace with that namespace's own key (the profile
