@@ -261,3 +261,225 @@ def test_tensorboard_pointer_is_a_command_that_reads_the_uri():
     command = re.search(r"make tensorboard LOGDIR=(\S+)", markdown)
     assert command and storage.is_remote(command.group(1)) and command.group(1) == logs
     assert "written live" in markdown and "PodDefault" in markdown
+
+
+# --------------------------------------------------------------------------- 8. images, cache
+
+
+def _git(repo: Path, *args: str) -> None:
+    import subprocess
+
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+def test_image_tag_changes_with_the_code_not_with_the_docs(tmp_path):
+    """KFP's cache key holds the image string (backend/src/v2/cacheutils/cache.go at
+    2.17.0, GenerateCacheKey: ContainerSpec.Image) and Kubernetes' IfNotPresent keeps a
+    node's old image under an old tag: so the tag must change when the image's code does."""
+    from simclr_pipeline.source_tag import source_tag
+
+    repo = tmp_path / "repo"
+    (repo / "pipelines").mkdir(parents=True)
+    (repo / "components").mkdir()
+    (repo / "pyproject.toml").write_text('[project]\nversion = "9.9.9"\n')
+    (repo / "components" / "a.py").write_text("x = 1\n")
+    (repo / "README.md").write_text("docs\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "one")
+    first = source_tag(root=repo)
+    assert re.fullmatch(r"9\.9\.9-g[0-9a-f]{12}", first), first
+    (repo / "README.md").write_text("more docs\n")  # not in the image
+    assert source_tag(root=repo) == first
+    (repo / "components" / "a.py").write_text("x = 2\n")
+    dirty = source_tag(root=repo)
+    assert dirty.startswith(first + "-dirty-")
+    (repo / "components" / "a.py").write_text("x = 3\n")
+    assert source_tag(root=repo) not in (first, dirty)  # each edit its own tag
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "two")
+    assert source_tag(root=repo) not in (first, dirty)
+    assert re.fullmatch(r"9\.9\.9-g[0-9a-f]{12}", source_tag(root=repo))
+    assert source_tag("1.0", root=tmp_path / "not-a-checkout") == "1.0"
+
+
+def test_unpinned_source_is_never_served_from_the_cache():
+    """cache.go keys on the task's input parameters, not the bytes behind `source`: an
+    archive replaced at the same URI would be a hit. Without sha256, submit turns caching off."""
+    from simclr_pipeline import submit
+
+    assert submit.run_caching({"epochs": 3}, None)[0] is False
+    assert submit.run_caching({"sha256": "ab" * 32}, None) == (None, "")  # per-task settings
+    assert submit.run_caching({}, True) == (True, "")  # --enable_caching wins
+
+
+# --------------------------------------------------------------------------- 10. scheduling
+
+
+def _gke_allocatable(vcpus: float, memory_gib: float) -> tuple[float, float]:
+    """GKE's node reservations, "Plan GKE node sizes" (cloud.google.com/kubernetes-engine/
+    docs/concepts/plan-node-sizes, memory and CPU reservations): CPU 6% of the first core,
+    1% of the next, 0.5% of the next 2, 0.25% above 4; memory 25% of the first 4 GiB, 20% of
+    the next 4, 10% of the next 8, 6% of the next 112, 2% above 128, plus 100 MiB for eviction."""
+
+    def tiers(total, steps):
+        reserved, start = 0.0, 0.0
+        for size, share in steps:
+            reserved += max(0.0, min(total, start + size) - start) * share
+            start += size
+        return reserved
+
+    cpu = vcpus - tiers(vcpus, [(1, 0.06), (1, 0.01), (2, 0.005), (math.inf, 0.0025)])
+    mem = memory_gib - tiers(
+        memory_gib, [(4, 0.25), (4, 0.20), (8, 0.10), (112, 0.06), (math.inf, 0.02)]
+    )
+    return cpu, mem - 100 / 1024
+
+
+# Per-node system pods on a GKE GPU node (kube-proxy, logging and metrics agents, the NVIDIA
+# device plugin, ...): a margin, not a measurement.
+SYSTEM_PODS_CPU, SYSTEM_PODS_GIB = 0.6, 1.5
+
+
+@pytest.mark.parametrize(
+    "machine, vcpus, gib", [("g2-standard-8", 8, 32), ("n1-standard-8", 8, 30)]
+)
+def test_gpu_step_requests_fit_an_8_vcpu_gpu_node(tmp_path, machine, vcpus, gib):
+    spec, _ = compile_docs(tmp_path)
+    resources = spec["deploymentSpec"]["executors"]["exec-pretrain"]["container"]["resources"]
+    cpu, mem = _gke_allocatable(vcpus, gib)
+    assert float(resources["resourceCpuRequest"]) <= cpu - SYSTEM_PODS_CPU, machine
+    assert _gib(resources["resourceMemoryRequest"]) <= mem - SYSTEM_PODS_GIB, machine
+
+
+def _gib(quantity: str) -> float:
+    units = {"G": 1e9 / 2**30, "Gi": 1.0, "M": 1e6 / 2**30, "Mi": 1 / 1024}
+    number, unit = re.fullmatch(r"([\d.]+)([A-Za-z]*)", quantity).groups()
+    return float(number) * units[unit]
+
+
+def test_gpu_pretrain_gets_memory_backed_dev_shm(tmp_path):
+    """NCCL needs more than the container's 64 MiB /dev/shm (kubeflow/pipelines#9147); KFP's
+    driver turns an emptyDirMount into a pod volume with that medium (backend/src/v2/driver/
+    k8s.go at 2.17.0)."""
+    _, platform = compile_docs(tmp_path)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounts = executors["exec-pretrain"]["emptyDirMounts"]
+    assert [(m["mountPath"], m["medium"]) for m in mounts] == [("/dev/shm", "Memory")]
+    assert "emptyDirMounts" not in executors["exec-prepare-data"]
+    _, cpu_only = compile_docs(tmp_path, "--accelerator_type=none")
+    cpu_executors = cpu_only["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert "emptyDirMounts" not in cpu_executors["exec-pretrain"]
+
+
+# --------------------------------------------------------------------------- 11. Vertex AI
+
+
+def _custom_job_pool(spec: dict) -> dict:
+    for component in spec["components"].values():
+        params = component.get("inputDefinitions", {}).get("parameters", {})
+        pools = params.get("worker_pool_specs", {}).get("defaultValue")
+        if pools:
+            return pools[0]
+    raise AssertionError("no custom job")
+
+
+# Rows of Vertex AI's GPU table ("Configure compute resources for custom training",
+# cloud.google.com/vertex-ai/docs/training/configure-compute#gpu-compatibility-table).
+VERTEX_TABLE_ROWS_OK = [
+    ("a2-highgpu-1g", "NVIDIA_TESLA_A100", 1),
+    ("a2-highgpu-8g", "NVIDIA_TESLA_A100", 8),
+    ("a2-ultragpu-1g", "NVIDIA_A100_80GB", 1),
+    ("a3-highgpu-8g", "NVIDIA_H100_80GB", 8),
+    ("g2-standard-8", "NVIDIA_L4", 1),
+    ("n1-standard-8", "NVIDIA_TESLA_T4", 1),
+]
+VERTEX_TABLE_ROWS_BAD = [
+    ("a2-highgpu-1g", "NVIDIA_H100_80GB", 1),  # issue 15: rejected after the CPU steps ran
+    ("a2-highgpu-1g", "NVIDIA_TESLA_A100", 2),
+    ("g2-standard-8", "NVIDIA_L4", 2),
+    ("n1-standard-8", "NVIDIA_TESLA_A100", 1),  # A100s come only on A2 machines
+]
+
+
+@pytest.mark.parametrize("machine, accelerator, count", VERTEX_TABLE_ROWS_OK)
+def test_vertex_machine_gpu_pairs_from_the_table_compile(tmp_path, machine, accelerator, count):
+    spec, _ = compile_docs(
+        tmp_path,
+        "--platform=vertex",
+        "--vertex_workers=2",
+        f"--accelerator_type={accelerator}",
+        f"--vertex_machine_type={machine}",
+        f"--vertex_accelerator_count={count}",
+    )
+    assert _custom_job_pool(spec)["machine_spec"] == {
+        "machine_type": machine,
+        "accelerator_type": accelerator,
+        "accelerator_count": count,
+    }
+
+
+@pytest.mark.parametrize("machine, accelerator, count", VERTEX_TABLE_ROWS_BAD)
+def test_vertex_pairs_outside_the_table_are_refused_at_compile(
+    tmp_path, capsys, machine, accelerator, count
+):
+    code = cli.main(
+        [
+            "compile",
+            f"--output={tmp_path / 'p.yaml'}",
+            "--image_repo=r.example.com/x",
+            "--platform=vertex",
+            "--vertex_workers=2",
+            f"--accelerator_type={accelerator}",
+            f"--vertex_machine_type={machine}",
+            f"--vertex_accelerator_count={count}",
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: Vertex AI runs") and "\n" not in err
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_vertex_machine_is_derived_from_the_gpu(tmp_path):
+    spec, _ = compile_docs(
+        tmp_path,
+        "--platform=vertex",
+        "--vertex_workers=2",
+        "--accelerator_type=NVIDIA_H100_80GB",
+        "--vertex_accelerator_count=8",
+    )
+    assert _custom_job_pool(spec)["machine_spec"]["machine_type"] == "a3-highgpu-8g"
+
+
+def test_vertex_gpu_count_is_a_compiled_constant(tmp_path):
+    spec, _ = compile_docs(tmp_path, "--platform=vertex", "--vertex_accelerator_count=2")
+    accelerator = spec["deploymentSpec"]["executors"]["exec-pretrain"]["container"]["resources"][
+        "accelerator"
+    ]
+    assert str(accelerator.get("resourceCount", accelerator.get("count"))) == "2"
+    assert "num_gpus" not in json_dumps(accelerator)
+
+
+def json_dumps(value) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def test_vertex_tensorboard_goes_to_the_custom_job(tmp_path):
+    """GCPC 2.22.0 create_custom_training_job_from_component: `tensorboard` and
+    `base_output_directory` (Vertex sets AIP_TENSORBOARD_LOG_DIR under the latter)."""
+    name = "projects/p/locations/us-central1/tensorboards/123"
+    spec, _ = compile_docs(tmp_path, "--platform=vertex", f"--vertex_tensorboard={name}")
+    custom_job = next(
+        c
+        for c in spec["components"].values()
+        if "tensorboard" in c.get("inputDefinitions", {}).get("parameters", {})
+    )
+    params = custom_job["inputDefinitions"]["parameters"]
+    assert params["tensorboard"]["defaultValue"] == name
+    task = spec["root"]["dag"]["tasks"]["pretrain"]["inputs"]["parameters"]
+    base = task["base_output_directory"]["runtimeValue"]["constant"]
+    assert base.startswith("{{$.pipeline_root}}/{{$.pipeline_job_uuid}}/")
+    bad = ["compile", f"--output={tmp_path}/q.yaml", "--platform=vertex", "--vertex_tensorboard=x"]
+    assert cli.main(bad) == 2

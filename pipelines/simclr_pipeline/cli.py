@@ -112,8 +112,24 @@ def _add_build_flags(parser: argparse.ArgumentParser) -> None:
         default=d.vertex_workers,
         help="Vertex AI: run pretrain as a CustomJob with N replicas (MultiWorkerMirroredStrategy)",
     )
-    group.add_argument("--vertex_machine_type", default=d.vertex_machine_type)
-    group.add_argument("--vertex_accelerator_count", type=int, default=d.vertex_accelerator_count)
+    group.add_argument(
+        "--vertex_machine_type",
+        default=d.vertex_machine_type,
+        help="Vertex AI: machine of the GPU step (default: the one Vertex's GPU table pairs "
+        "with --accelerator_type x --vertex_accelerator_count, e.g. a2-highgpu-1g)",
+    )
+    group.add_argument(
+        "--vertex_accelerator_count",
+        type=int,
+        default=d.vertex_accelerator_count,
+        help="Vertex AI: GPUs per replica, compiled in (the num_gpus parameter is Kubeflow's)",
+    )
+    group.add_argument(
+        "--vertex_tensorboard",
+        default=d.vertex_tensorboard,
+        metavar="projects/P/locations/L/tensorboards/ID",
+        help="Vertex AI: run pretrain as a CustomJob uploading its logs to this TensorBoard",
+    )
 
 
 def _add_param_flags(parser: argparse.ArgumentParser, default_preset: str | None) -> None:
@@ -227,6 +243,7 @@ def pipeline_options(args: argparse.Namespace):
         vertex_workers=args.vertex_workers,
         vertex_machine_type=args.vertex_machine_type,
         vertex_accelerator_count=args.vertex_accelerator_count,
+        vertex_tensorboard=args.vertex_tensorboard,
     )
     return options.resolved()
 
@@ -365,13 +382,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     submit.check_package(args.package, target)
     types = params_lib.package_parameter_types(args.package)
     arguments = run_arguments(args, types)
+    enable_caching, note = submit.run_caching(arguments, args.enable_caching)
+    if note:
+        print(note)
     if target == submit.KUBEFLOW:
         request = submit.kubeflow_request(
             args.package,
             arguments,
             experiment_name=args.experiment_name,
             run_name=args.run_name,
-            enable_caching=args.enable_caching,
+            enable_caching=enable_caching,
             namespace=settings.namespace,
             pipeline_root=args.pipeline_root,
         )
@@ -384,7 +404,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 arguments,
                 settings,
                 display_name=args.run_name,
-                enable_caching=args.enable_caching,
+                enable_caching=enable_caching,
             )
         )
         name = submit.submit_vertex(job, settings.service_account, settings.network)

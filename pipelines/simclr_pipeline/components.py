@@ -27,9 +27,11 @@ from kfp.dsl import (
 )
 
 from simclr_pipeline import __version__
+from simclr_pipeline.source_tag import source_tag
 
 DEFAULT_IMAGE_REPO = "simclr-kfp"
-DEFAULT_IMAGE_TAG = __version__
+# The version plus the git commit (and a hash of uncommitted changes): see source_tag.py.
+DEFAULT_IMAGE_TAG = source_tag(__version__)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ part a user asked for. Evaluation is not cached either: its input model is new o
 every run, so a hit is impossible, and a forced re-evaluation should really re-run.
 """
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -51,6 +52,7 @@ from simclr_pipeline.platforms import (  # noqa: F401  (KFP_* re-exported)
 )
 
 PIPELINE_NAME = "simclr-cifar10"
+_VERTEX_TENSORBOARD = re.compile(r"^projects/[^/]+/locations/[^/]+/tensorboards/[^/]+$")
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER  # resolved per run (KFP backend >= 2.5); same on retries
 
 
@@ -107,8 +109,15 @@ class PipelineOptions:
     # Vertex AI only: run pretrain as a CustomJob with this many replicas (1 chief +
     # N-1 workers, MultiWorkerMirroredStrategy); 0 = an ordinary pipeline step.
     vertex_workers: int = 0
-    vertex_machine_type: str = "a2-highgpu-1g"
+    # "" = the machine Vertex AI's GPU table pairs with the accelerator and count
+    # (platforms.VERTEX_GPU_MACHINES), e.g. a2-highgpu-1g for 1 x NVIDIA_TESLA_A100.
+    vertex_machine_type: str = ""
+    # Vertex AI's GPU count is compiled in (a pipeline parameter as resourceCount is not
+    # documented there); on Kubeflow the `num_gpus` parameter sets it per run.
     vertex_accelerator_count: int = 1
+    # projects/P/locations/L/tensorboards/ID: pretrain runs as a CustomJob that uploads its
+    # logs there (Vertex sets AIP_TENSORBOARD_LOG_DIR, which pretrain writes to).
+    vertex_tensorboard: str = ""
 
     def resolved(self) -> "PipelineOptions":
         """These options with the platform's defaults filled in, checked against its rules."""
@@ -132,6 +141,7 @@ class PipelineOptions:
             )
         for key, value in self.node_selector:
             platforms.check_node_selector(key, value)
+        vertex = self._vertex_settings(accelerator)
         secret, endpoint = self._s3_settings()
         if endpoint and not endpoint.startswith(("http://", "https://")):
             raise PlatformError(f"--s3_endpoint_url must be http(s)://, got {endpoint}")
@@ -141,7 +151,34 @@ class PipelineOptions:
             retry_window=self.retry_window or platforms.RETRY_WINDOW[self.platform],
             s3_secret=secret,
             s3_endpoint_url=endpoint,
+            **vertex,
         )
+
+    def _vertex_settings(self, accelerator: str) -> dict:
+        """vertex_workers / vertex_machine_type resolved and checked (Vertex AI only)."""
+        if self.platform != VERTEX:
+            if self.vertex_tensorboard:
+                raise PlatformError("--vertex_tensorboard needs --platform=vertex")
+            return {}
+        workers = self.vertex_workers
+        if self.vertex_tensorboard:
+            if not _VERTEX_TENSORBOARD.match(self.vertex_tensorboard):
+                raise PlatformError(
+                    "--vertex_tensorboard must be projects/P/locations/L/tensorboards/ID, "
+                    f"got {self.vertex_tensorboard}"
+                )
+            workers = max(workers, 1)  # only a CustomJob uploads to a TensorBoard instance
+        count = self.vertex_accelerator_count
+        if accelerator and count < 1:
+            raise PlatformError(f"--vertex_accelerator_count must be >= 1, got {count}")
+        machine = self.vertex_machine_type
+        if accelerator and not machine:
+            machine = platforms.vertex_machine_for(accelerator, count) or ""
+        if accelerator and (workers or self.vertex_machine_type):
+            platforms.check_vertex_machine(machine, accelerator, count)
+        elif accelerator and not machine:
+            platforms.check_vertex_machine("", accelerator, count)
+        return {"vertex_workers": workers, "vertex_machine_type": machine or "n1-standard-8"}
 
     def _s3_settings(self) -> tuple[str, str]:
         """(secret, endpoint) with the platform defaults filled in; "" = none."""
@@ -250,6 +287,7 @@ def build_pipeline(options: PipelineOptions | None = None):
             checkpoint_root=checkpoint_root,
             num_gpus=_requested_gpus(options, num_gpus),
             options=pretrain_options,
+            **_custom_job_outputs(options),
         ).set_display_name("SimCLR pretraining")
         train.set_caching_options(False)
         train.set_retry(
@@ -259,7 +297,8 @@ def build_pipeline(options: PipelineOptions | None = None):
             backoff_max_duration=options.retry_window,
         )
         if not options.vertex_workers:
-            _gpu_step(train, options, num_gpus)
+            _gpu_step(train, options, _requested_gpus(options, num_gpus) or num_gpus)
+            _shared_memory(train, options)
 
         evaluation = ops.evaluate(
             dataset=data.outputs["dataset"],
@@ -317,14 +356,26 @@ def _pretrain_op(component, options: PipelineOptions):
         # A restarted worker must restart the whole job: MultiWorkerMirroredStrategy
         # cannot re-admit one worker; everyone resumes from the shared checkpoint.
         restart_job_on_worker_restart=True,
+        # Vertex AI TensorBoard: the job uploads AIP_TENSORBOARD_LOG_DIR (under
+        # base_output_directory, set per run in the pipeline) to this instance.
+        tensorboard=options.vertex_tensorboard,
     )
 
 
+def _custom_job_outputs(options: PipelineOptions) -> dict:
+    """The CustomJob's base_output_directory, run-scoped (Vertex AI sets
+    AIP_TENSORBOARD_LOG_DIR=<it>/logs, which a TensorBoard instance needs)."""
+    if not options.vertex_tensorboard:
+        return {}
+    return {"base_output_directory": f"{dsl.PIPELINE_ROOT_PLACEHOLDER}/{RUN_ID}/pretrain-job"}
+
+
 def _requested_gpus(options: PipelineOptions, num_gpus):
-    """The GPUs pretrain asks the platform for; pretrain refuses to run on CPU when > 0."""
+    """The GPUs pretrain asks the platform for; pretrain refuses to run on CPU when > 0.
+    On Vertex AI a compiled constant (--vertex_accelerator_count), else `num_gpus`."""
     if not options.accelerator_type:
         return 0
-    return options.vertex_accelerator_count if options.vertex_workers else num_gpus
+    return options.vertex_accelerator_count if options.platform == VERTEX else num_gpus
 
 
 def _cpu_step(task, options: PipelineOptions) -> None:
@@ -338,6 +389,20 @@ def _gpu_step(task, options: PipelineOptions, num_gpus) -> None:
     if options.accelerator_type:
         task.set_accelerator_type(options.accelerator_type).set_accelerator_limit(num_gpus)
     _kubernetes_placement(task, options)
+
+
+# NCCL (MirroredStrategy with more than one GPU) exchanges data through /dev/shm, which a
+# container gets at 64 MiB by default (kubeflow/pipelines#9147): a memory-backed emptyDir
+# instead. `num_gpus` is a run-time parameter, so it is mounted on every GPU pretrain pod;
+# an unused tmpfs costs nothing (its pages count against the memory limit only when written).
+SHM_SIZE = "8Gi"
+
+
+def _shared_memory(task, options: PipelineOptions) -> None:
+    if options.platform == KUBEFLOW and options.accelerator_type:
+        kubernetes.empty_dir_mount(
+            task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE
+        )
 
 
 def _kubernetes_placement(task, options: PipelineOptions) -> None:

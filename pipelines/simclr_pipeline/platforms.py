@@ -164,6 +164,63 @@ def vertex_accelerator_types() -> list[str]:
     return [name for name, value in AcceleratorType.__members__.items() if value != 0]
 
 
+# Machine type -> (accelerator, count) of Vertex AI custom training's GPU machines, from
+# "Configure compute resources for custom training", GPU table
+# (https://cloud.google.com/vertex-ai/docs/training/configure-compute#gpu-compatibility-table):
+# the A2, A3, A4 and G2 machine types come with a fixed GPU type and count; N1 machines take
+# T4, V100, P100 or P4 in the counts listed below.
+VERTEX_GPU_MACHINES: dict[str, tuple[str, int]] = {
+    **{f"a2-highgpu-{n}g": ("NVIDIA_TESLA_A100", n) for n in (1, 2, 4, 8)},
+    "a2-megagpu-16g": ("NVIDIA_TESLA_A100", 16),
+    **{f"a2-ultragpu-{n}g": ("NVIDIA_A100_80GB", n) for n in (1, 2, 4, 8)},
+    "a3-highgpu-1g": ("NVIDIA_H100_80GB", 1),
+    "a3-highgpu-2g": ("NVIDIA_H100_80GB", 2),
+    "a3-highgpu-4g": ("NVIDIA_H100_80GB", 4),
+    "a3-highgpu-8g": ("NVIDIA_H100_80GB", 8),
+    "a3-megagpu-8g": ("NVIDIA_H100_MEGA_80GB", 8),
+    "a3-ultragpu-8g": ("NVIDIA_H200_141GB", 8),
+    "a4-highgpu-8g": ("NVIDIA_B200", 8),
+    **{f"g2-standard-{v}": ("NVIDIA_L4", 1) for v in (4, 8, 12, 16, 32)},
+    "g2-standard-24": ("NVIDIA_L4", 2),
+    "g2-standard-48": ("NVIDIA_L4", 4),
+    "g2-standard-96": ("NVIDIA_L4", 8),
+}
+VERTEX_N1_GPU_COUNTS: dict[str, tuple[int, ...]] = {
+    "NVIDIA_TESLA_T4": (1, 2, 4),
+    "NVIDIA_TESLA_V100": (1, 2, 4, 8),
+    "NVIDIA_TESLA_P100": (1, 2, 4),
+    "NVIDIA_TESLA_P4": (1, 2, 4),
+}
+
+
+def vertex_machine_for(accelerator: str, count: int) -> str | None:
+    """The Vertex AI machine type that carries `count` x `accelerator` (None: none does;
+    N1 GPUs: the smallest N1 standard machine, which Vertex accepts with them)."""
+    for machine, spec in VERTEX_GPU_MACHINES.items():
+        if spec == (accelerator, count):
+            return machine
+    if count in VERTEX_N1_GPU_COUNTS.get(accelerator, ()):
+        return "n1-standard-8"
+    return None
+
+
+def check_vertex_machine(machine_type: str, accelerator: str, count: int) -> None:
+    """Raises PlatformError (one line) unless Vertex AI's GPU table allows the triple."""
+    if not accelerator:
+        return
+    fixed = VERTEX_GPU_MACHINES.get(machine_type)
+    if fixed and fixed == (accelerator, count):
+        return
+    if machine_type.startswith("n1-") and count in VERTEX_N1_GPU_COUNTS.get(accelerator, ()):
+        return
+    fits = vertex_machine_for(accelerator, count)
+    hint = f"use --vertex_machine_type={fits}" if fits else "no machine type carries that count"
+    raise PlatformError(
+        f"Vertex AI runs {count} x {accelerator} not on {machine_type or 'no machine type'}: "
+        f"{hint} (Vertex AI GPU table, docs/pipelines.md)"
+    )
+
+
 # --- Both -------------------------------------------------------------------------------------
 
 

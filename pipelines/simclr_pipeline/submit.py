@@ -304,3 +304,17 @@ def _credentials_message(err: Exception) -> str:
 def _first_line(err: Exception) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text[:300]
+
+
+def run_caching(arguments: dict, enable_caching: bool | None) -> tuple[bool | None, str]:
+    """(enable_caching for the run, a note to print): caching is switched off for a run whose
+    `source` is not pinned by `sha256`. KFP's cache key is the task's inputs and image
+    (backend/src/v2/cacheutils/cache.go at 2.17.0), not the bytes behind the source URI: a
+    changed archive at the same URI would be a hit, and every step after it would reuse
+    outputs of the old data."""
+    if enable_caching is not None or arguments.get("sha256"):
+        return enable_caching, ""
+    return False, (
+        "caching off for this run: source is not pinned by sha256 "
+        "(--param sha256=HEX caches prepare-data and augment; --enable_caching forces it)"
+    )
