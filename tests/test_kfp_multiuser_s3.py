@@ -126,7 +126,9 @@ def test_every_mlpipeline_uri_in_the_docs_is_writable(as_namespace):
     for doc in ("docs/pipelines.md", "README.md"):
         text = (REPO / doc).read_text()
         for uri in re.findall(r"s3://mlpipeline/[^\s`'\")]+", text):
-            uris.add(re.sub(r"<[^>]+>|\$NS|\$\{NS\}", NAMESPACE, uri).rstrip(".,;:"))
+            uri = re.sub(r"<[^>]+>|\$NS|\$\{NS\}", NAMESPACE, uri).rstrip(",;:")
+            if not uri.startswith("s3://mlpipeline/..."):  # "s3://mlpipeline/...": any URI
+                uris.add(uri.replace("...", "x").rstrip("."))
     assert uris, "the docs show no s3://mlpipeline/ URI"
     for uri in sorted(uris):
         _write_and_read(uri.rsplit("/", 1)[0] if uri.endswith(".tar.gz") else uri)
