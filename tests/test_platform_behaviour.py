@@ -242,7 +242,7 @@ def test_checkpoints_and_logs_beside_the_model_not_inside():
         adapters.checkpoint_dir_for(vertex, "", "r") == "gs://b/root/123/job/pretrain_9/checkpoints"
     )
     vertex_logs = adapters.tensorboard_dir_for(vertex, "", "r", env={})
-    assert vertex_logs == "gs://b/root/123/job/pretrain_9/tensorboard"
+    assert vertex_logs == "gs://b/root/123/job/pretrain_9/tensorboard_logs"
     env = {"AIP_TENSORBOARD_LOG_DIR": "gs://b/aip/logs/"}
     assert adapters.tensorboard_dir_for(vertex, "", "r", env=env) == "gs://b/aip/logs/"
     assert adapters.tensorboard_dir_for(vertex, "gs://tb", "r", env=env) == "gs://tb/r"
@@ -483,3 +483,18 @@ def test_vertex_tensorboard_goes_to_the_custom_job(tmp_path):
     assert base.startswith("{{$.pipeline_root}}/{{$.pipeline_job_uuid}}/")
     bad = ["compile", f"--output={tmp_path}/q.yaml", "--platform=vertex", "--vertex_tensorboard=x"]
     assert cli.main(bad) == 2
+
+
+def test_dirs_beside_the_model_do_not_collide_with_pretrains_outputs(tmp_path):
+    """KFP puts every output of a task in the same folder (<task>/<id>/<output name>): a
+    folder beside the model must not take another output's name (pretrain has one called
+    `tensorboard`, a Markdown file)."""
+    spec, _ = compile_docs(tmp_path)
+    outputs = set(spec["components"]["comp-pretrain"]["outputDefinitions"]["artifacts"])
+    assert {"model", "tensorboard"} <= outputs
+    model = _Artifact("gs://b/root/run/pretrain/1/model", "/gcs/b/root/run/pretrain/1/model")
+    for uri in (
+        adapters.checkpoint_dir_for(model, "", "run"),
+        adapters.tensorboard_dir_for(model, "", "run", env={}),
+    ):
+        assert uri.rsplit("/", 1)[-1] not in outputs, uri

@@ -234,7 +234,8 @@ def tensorboard_dir_for(
     env = os.environ if env is None else env
     if tensorboard_root:
         return run_scoped_uri(tensorboard_root, run_id)
-    return env.get(VERTEX_TENSORBOARD_ENV) or beside(model, "tensorboard")
+    # Not "tensorboard": that is the name of pretrain's Markdown output, beside it too.
+    return env.get(VERTEX_TENSORBOARD_ENV) or beside(model, "tensorboard_logs")
 
 
 def tensorboard_command(logdir: str) -> str:
