@@ -498,3 +498,16 @@ def test_dirs_beside_the_model_do_not_collide_with_pretrains_outputs(tmp_path):
         adapters.tensorboard_dir_for(model, "", "run", env={}),
     ):
         assert uri.rsplit("/", 1)[-1] not in outputs, uri
+
+
+def test_a_package_with_kubernetes_settings_is_not_sent_to_vertex(tmp_path):
+    """Vertex AI reads a single YAML document; the Kubernetes platform spec is a second one."""
+    from simclr_pipeline import submit
+
+    output = tmp_path / "p.yaml"
+    flags = ["--image_repo=r.example.com/x", "--accelerator_type=none"]
+    assert cli.main(["compile", f"--output={output}", *flags]) == 0
+    with pytest.raises(submit.SubmitError, match="compiled for kubeflow, not vertex"):
+        submit.check_package(str(output), "vertex")
+    assert cli.main(["compile", f"--output={output}", *flags, "--s3_secret=none"]) == 0
+    submit.check_package(str(output), "vertex")
