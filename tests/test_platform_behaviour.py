@@ -511,3 +511,19 @@ def test_a_package_with_kubernetes_settings_is_not_sent_to_vertex(tmp_path):
         submit.check_package(str(output), "vertex")
     assert cli.main(["compile", f"--output={output}", *flags, "--s3_secret=none"]) == 0
     submit.check_package(str(output), "vertex")
+
+
+def test_images_that_can_be_re_pushed_are_always_pulled(tmp_path):
+    """Kubernetes' default pull policy for a non-`latest` tag is IfNotPresent, which KFP's
+    driver keeps unless the task sets one (backend/src/v2/driver/k8s.go at 2.17.0,
+    ImagePullPolicy): a re-pushed `1.2.3` would not reach a node that has the old one."""
+
+    def policies(*flags):
+        _, platform = compile_docs(tmp_path, *flags)
+        executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        return {c.get("imagePullPolicy") for c in executors.values()}
+
+    assert policies("--image_tag=1.2.3") == {"Always"}
+    assert policies("--image_tag=0.1.0-g0123456789ab") == {None}
+    digest = "r.example.com/x/gpu@sha256:" + "a" * 64
+    assert policies("--image_tag=0.1.0-g0123456789ab", f"--gpu_image={digest}") == {None}

@@ -318,6 +318,7 @@ def build_pipeline(options: PipelineOptions | None = None):
 
         for task in (data, aug, train, evaluation):
             _s3_credentials(task, options)
+            _pull_policy(task, options)
 
         return Outputs(
             model=train.outputs["model"],
@@ -412,6 +413,14 @@ def _kubernetes_placement(task, options: PipelineOptions) -> None:
         kubernetes.add_toleration(
             task, key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect
         )
+
+
+def _pull_policy(task, options: PipelineOptions) -> None:
+    """Kubernetes pulls a non-`latest` tag only when the node lacks it (IfNotPresent): a tag
+    that may have been re-pushed is pulled every time, so nodes do not run old code."""
+    images = (options.images.cpu, options.images.gpu)
+    if options.platform == KUBEFLOW and not all(map(platforms.is_pinned_image, images)):
+        kubernetes.set_image_pull_policy(task, "Always")
 
 
 def _s3_credentials(task, options: PipelineOptions) -> None:

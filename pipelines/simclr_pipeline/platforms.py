@@ -260,6 +260,15 @@ def package_platform(accelerators: list[str]) -> str | None:
     return None
 
 
+_SOURCE_TAG = re.compile(r":[^/:@]+-g[0-9a-f]{12}(-dirty-[0-9a-f]{8})?$")
+
+
+def is_pinned_image(image: str) -> bool:
+    """Whether the reference names one build: a digest (`@sha256:...`) or our source tag
+    (`<version>-g<commit>[-dirty-<hash>]`, source_tag.py). Other tags can be re-pushed."""
+    return "@sha256:" in image or bool(_SOURCE_TAG.search(image))
+
+
 def registry_host(image: str) -> str | None:
     """The registry host of an image reference, None when it has none (Docker Hub implied).
 
