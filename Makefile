@@ -5,7 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 IMAGE_REPO ?= simclr-kfp
-IMAGE_TAG ?= $(shell $(PYTHON) -c "import re;print(re.search(r'^version = \"(.+)\"', open('pyproject.toml').read(), re.M).group(1))")
+# <version>-g<commit>[-dirty-<hash>]: images and KFP cache keys change with the code.
+IMAGE_TAG ?= $(shell $(PYTHON) pipelines/simclr_pipeline/source_tag.py)
 CIFAR10_SOURCE ?=
 DEMO_ROOT ?= runs/demo
 LOGDIR ?= $(DEMO_ROOT)

@@ -67,6 +67,7 @@ def test_pipeline_signature_defaults_are_the_gpu_preset():
         ("temperature", PretrainConfig, "temperature"),
         ("max_train_examples", PretrainConfig, "max_train_examples"),
         ("checkpoint_every_steps", PretrainConfig, "checkpoint_every_steps"),
+        ("checkpoint_every_seconds", PretrainConfig, "checkpoint_every_seconds"),
         ("precision", PretrainConfig, "precision"),
         ("strategy", PretrainConfig, "strategy"),
         ("seed", PretrainConfig, "seed"),
@@ -89,7 +90,8 @@ def test_label_fractions_and_cifar_url_match():
 
 def test_version_has_one_value():
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-    assert __version__ == pyproject == DEFAULT_IMAGE_TAG
+    assert __version__ == pyproject
+    assert DEFAULT_IMAGE_TAG.startswith(f"{pyproject}-g")  # + the commit (source_tag.py)
     # The fallback for an uninstalled source tree is a literal: keep it in step too.
     init = (REPO / "pipelines" / "simclr_pipeline" / "__init__.py").read_text()
     assert re.search(r'__version__ = "([^"]+)"', init).group(1) == pyproject

@@ -40,6 +40,7 @@ TINY = {
     "strategy": "auto",
     "seed": 0,
     "tensorboard_root": "",
+    "checkpoint_every_seconds": 600.0,
 }
 
 

@@ -108,12 +108,14 @@ def test_pretrain_outputs(local_run):
     metrics = artifact_metadata(run, "pretrain", "pretrain_metrics")
     assert metrics["steps"] >= 1 and metrics["images_per_second"] > 0
     assert np.isfinite(metrics["final_loss"])
-    assert any((model_dir / "checkpoints").iterdir())  # stable place a retry resumes from
+    # Beside the model, not inside it (evaluate downloads the model): where a retry resumes.
+    assert any((model_dir.parent / "checkpoints").iterdir())
+    assert not (model_dir / "checkpoints").exists()
     logdir = Path(summary["paths"]["tensorboard"])
     assert logdir.parent == local_run["root"] / "tensorboard"
     assert glob.glob(str(logdir / "**" / "events.out.tfevents.*"), recursive=True)
     markdown = (run / "pretrain" / "tensorboard").read_text()
-    assert f"tensorboard --logdir {logdir}" in markdown
+    assert f"make tensorboard LOGDIR={logdir}" in markdown
 
 
 def test_encoder_loads(local_run):

@@ -16,7 +16,12 @@ NO_CLOUD_ENV = ("KFP_HOST", "KFP_NAMESPACE", "KFP_TOKEN", "VERTEX_PROJECT", "VER
 def package(tmp_path_factory) -> str:
     # No GPU request: the one package is valid on both platforms.
     path = tmp_path_factory.mktemp("pkg") / "simclr_pipeline.yaml"
-    flags = ["--image_repo=registry.example.com/ml/simclr", "--accelerator_type=none"]
+    # No Kubernetes settings either (--s3_secret=none: no KFP object-store Secret).
+    flags = [
+        "--image_repo=registry.example.com/ml/simclr",
+        "--accelerator_type=none",
+        "--s3_secret=none",
+    ]
     assert cli.main(["compile", f"--output={path}", *flags]) == 0
     return str(path)
 

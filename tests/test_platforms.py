@@ -142,11 +142,12 @@ def test_kubeflow_yaml_requests_kubernetes_resource_names(tmp_path):
         assert platforms.is_extended_resource_name(name), name
         assert name not in AcceleratorType.__members__
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {n for n, c in executors.items() if "nodeSelector" in c} == set(limits)
     for config in executors.values():
         # KFP's own schema for the Kubernetes platform config (unknown fields fail) ...
         json_format.ParseDict(config, kubernetes_executor_config_pb2.KubernetesExecutorConfig())
         # ... and Kubernetes' label rules for the node selector.
-        for key, value in config["nodeSelector"]["labels"].items():
+        for key, value in config.get("nodeSelector", {}).get("labels", {}).items():
             assert platforms.qualified_name_errors(key) == []
             assert platforms.label_value_errors(value) == []
 

@@ -43,6 +43,11 @@ class Preempted(SystemExit):
         self.step = step
 
 
+# A replica's "checkpoint by time is due" vote: exact in float32 and < 1 (the stop vote)
+# summed over up to 1023 replicas.
+TIME_DUE_VOTE = 1.0 / 1024
+
+
 class _StopFlag:
     """Set by SIGTERM; the loop checks it after each step."""
 
@@ -313,6 +318,7 @@ class Trainer:
         self.throughput = Throughput(config.batch_size)
         self.progress = _Progress()
         self.stop = _StopFlag()
+        self.last_save_time = time.monotonic()
         self.log = log if self.chief else (lambda message: None)
         self._tf = tf
         self.log(
@@ -345,6 +351,7 @@ class Trainer:
         self.state.last.assign([self.progress.loss, self.progress.accuracy])
         self.checkpointer.save(step)
         self.summaries.sync()
+        self.last_save_time = time.monotonic()
 
     # -- monitors
 
@@ -422,7 +429,7 @@ class Trainer:
         try:
             while step < plan.total_steps:
                 values = train_step(
-                    iterator, tf.constant(step, tf.int64), tf.constant(float(self.stop.set))
+                    iterator, tf.constant(step, tf.int64), tf.constant(self._vote())
                 )
                 loss, accuracy, stop_votes = (float(v) for v in values.numpy())
                 if not math.isfinite(loss):
@@ -434,12 +441,20 @@ class Trainer:
                 self.progress.loss, self.progress.accuracy = loss, accuracy
                 self.progress.steps_this_session += 1
                 self.throughput.step_done()
-                self._after_step(step, stop_votes > 0)
+                self._after_step(step, stop_votes >= 1, checkpoint_due=stop_votes > 0)
         finally:
             self.stop.uninstall()
         self.final_step = step
 
-    def _after_step(self, step: int, stop: bool) -> None:
+    def _vote(self) -> float:
+        """This process's vote, summed over all replicas by the step: 1 to stop (SIGTERM),
+        TIME_DUE_VOTE when --checkpoint_every_seconds has passed. Every worker sees the same
+        sum, so all of them save together (a checkpoint is collective) even if their clocks
+        disagree."""
+        due = time.monotonic() - self.last_save_time >= self.config.checkpoint_every_seconds
+        return float(self.stop.set) + (TIME_DUE_VOTE if due else 0.0)
+
+    def _after_step(self, step: int, stop: bool, checkpoint_due: bool = False) -> None:
         plan, config = self.plan, self.config
         if step % config.log_every_steps == 0 or step == plan.total_steps or step == 1:
             self._log_progress(step)
@@ -451,7 +466,7 @@ class Trainer:
             raise Preempted(step)
         epoch = plan.epochs_completed(step)
         epoch_done = epoch > plan.epochs_completed(step - 1)
-        if step % config.checkpoint_every_steps == 0 or step == plan.total_steps:
+        if step % config.checkpoint_every_steps == 0 or step == plan.total_steps or checkpoint_due:
             self.save(step)
         if (
             epoch_done

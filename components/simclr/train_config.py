@@ -52,6 +52,9 @@ class PretrainConfig:
     jit_compile: str = "auto"  # auto: on for GPU/TPU, off on CPU
     max_train_examples: int = 0  # 0 = the whole train split
     checkpoint_every_steps: int = 500
+    # Also checkpoint when this much time has passed since the last one: what a preempted
+    # pod that gets no SIGTERM grace (KFP's launcher) loses at most.
+    checkpoint_every_seconds: float = 600.0
     keep_checkpoints: int = 3
     # An index naming missing files is an error; true: resume from the newest complete one.
     checkpoint_fallback: bool = False
@@ -135,6 +138,7 @@ def validate_flags(config: PretrainConfig) -> None:
         "learning_rate": c.learning_rate, "temperature": c.temperature,
         "projection_dim": c.projection_dim, "projection_layers": c.projection_layers,
         "checkpoint_every_steps": c.checkpoint_every_steps,
+        "checkpoint_every_seconds": c.checkpoint_every_seconds,
         "keep_checkpoints": c.keep_checkpoints, "log_every_steps": c.log_every_steps,
         "monitor_queries": c.monitor_queries,
         "tensorboard_sync_seconds": c.tensorboard_sync_seconds,

@@ -25,7 +25,7 @@ from typing import Any
 
 from simclr import storage
 
-from simclr_pipeline.platforms import KFP_MINIO_ENDPOINT, KFP_MINIO_SECRET, MIN_KFP_BACKEND
+from simclr_pipeline.platforms import KFP_S3_ENDPOINT, KFP_S3_SECRET, MIN_KFP_BACKEND
 
 
 class AdapterError(ValueError):
@@ -188,8 +188,8 @@ def check_s3_settings(uri: str, artifact: Any, env: Mapping[str, str] | None = N
     if missing:
         raise SystemExit(
             f"error: checkpoints go to KFP's object store ({uri}) but {', '.join(missing)} "
-            f"is not set: compile with --s3_secret={KFP_MINIO_SECRET} "
-            f"--s3_endpoint_url={KFP_MINIO_ENDPOINT}, or set checkpoint_root"
+            f"is not set: compile with --s3_secret={KFP_S3_SECRET} "
+            f"--s3_endpoint_url={KFP_S3_ENDPOINT} (the defaults), or set checkpoint_root"
         )
 
 
@@ -205,22 +205,65 @@ def display_uri(path: str, artifact: Any) -> str:
     return path
 
 
+# Set by a Vertex AI CustomJob created with a TensorBoard instance (--vertex_tensorboard).
+VERTEX_TENSORBOARD_ENV = "AIP_TENSORBOARD_LOG_DIR"
+
+
+def beside(artifact: Any, name: str) -> str:
+    """`<the artifact's durable URI, minus its last part>/<name>`: next to the artifact in the
+    task's output folder (same on every retry of the task), not inside it, so a later step
+    that downloads the artifact does not download this too."""
+    return storage.join(durable_uri(artifact).rstrip("/").rsplit("/", 1)[0], name)
+
+
+def checkpoint_dir_for(model: Any, checkpoint_root: str, run_id: str) -> str:
+    """Durable and stable across retries of this task (a retry re-runs the pod with the
+    same output URIs): under checkpoint_root/<run id>, else beside the model artifact. Never
+    model.path on Kubeflow: that is the pod's scratch space, uploaded only on success."""
+    if checkpoint_root:
+        return run_scoped_uri(checkpoint_root, run_id, "checkpoints")
+    return beside(model, "checkpoints")
+
+
+def tensorboard_dir_for(
+    model: Any, tensorboard_root: str, run_id: str, env: Mapping[str, str] | None = None
+) -> str:
+    """Run-scoped and written live: tensorboard_root/<run id>, else Vertex AI's
+    AIP_TENSORBOARD_LOG_DIR when set, else beside the model artifact (in the pipeline root,
+    which on Kubeflow is the object store, so TensorBoard can follow it while it trains)."""
+    env = os.environ if env is None else env
+    if tensorboard_root:
+        return run_scoped_uri(tensorboard_root, run_id)
+    # Not "tensorboard": that is the name of pretrain's Markdown output, beside it too.
+    return env.get(VERTEX_TENSORBOARD_ENV) or beside(model, "tensorboard_logs")
+
+
+def tensorboard_command(logdir: str) -> str:
+    """A command that opens `logdir` (TensorBoard and simclr.storage read gs:// and s3://)."""
+    credentials = {
+        "s3://": "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set (on "
+        "Kubeflow: the mlpipeline-minio-artifact Secret of your namespace and the SeaweedFS "
+        "Service, e.g. `kubectl port-forward -n kubeflow svc/seaweedfs 9000:9000`)",
+        "gs://": "Google credentials that may read the bucket",
+    }
+    need = next((v for k, v in credentials.items() if logdir.startswith(k)), "")
+    return f"make tensorboard LOGDIR={logdir}" + (f"   # with {need}" if need else "")
+
+
 def tensorboard_markdown(logdir: str, checkpoint_dir: str, live: bool) -> str:
     where = (
         "written live during training"
         if live
-        else "written under the model artifact (set the `tensorboard_root` pipeline "
-        "parameter to a gs:// or s3:// URI to watch them while training runs)"
+        else "on this machine's disk (kfp.local); set the `tensorboard_root` pipeline "
+        "parameter to a gs:// or s3:// URI to write them to a bucket"
     )
     return (
         "# TensorBoard\n\n"
         f"Logs: `{logdir}` ({where}).\n\n"
-        "Watch them with\n\n"
-        f"```\ntensorboard --logdir {logdir}\n```\n\n"
-        f"or, from a checkout of simclr-kfp, `make tensorboard LOGDIR={logdir}`.\n\n"
-        "On Vertex AI you can also upload them to a Vertex AI TensorBoard instance: "
-        f"`tb-gcp-uploader --tensorboard_resource_name=TENSORBOARD --logdir={logdir} "
-        "--experiment_name=simclr`.\n\n"
+        "From a checkout of simclr-kfp:\n\n"
+        f"```\n{tensorboard_command(logdir)}\n```\n\n"
+        "In the Kubeflow dashboard: Tensorboards -> New TensorBoard -> Object store link "
+        f"`{logdir}` (s3:// needs a PodDefault with the credentials; docs/pipelines.md).\n\n"
         f"Checkpoints (a retried task resumes from them): `{checkpoint_dir}`\n"
     )
 
@@ -299,32 +342,18 @@ def pretrain(
 ) -> dict:
     check_resolved("run_id", run_id)
     chief = is_chief_process()
-    live = bool(tensorboard_root)
-    logdir = (
-        run_scoped_uri(tensorboard_root, run_id)
-        if live
-        else os.path.join(model.path, "tensorboard")
-    )
-    # Durable and stable across retries of this task (a retry re-runs the pod with the
-    # same output URIs): under checkpoint_root/<run id>, else under the model artifact's
-    # URI in the pipeline root. Never model.path on Kubeflow: that is the pod's scratch
-    # space, uploaded only when the task succeeds.
-    checkpoint_dir = (
-        run_scoped_uri(checkpoint_root, run_id, "checkpoints")
-        if checkpoint_root
-        else storage.join(durable_uri(model), "checkpoints")
-    )
+    logdir = tensorboard_dir_for(model, tensorboard_root, run_id)
+    checkpoint_dir = checkpoint_dir_for(model, checkpoint_root, run_id)
     check_s3_settings(checkpoint_dir, model)
-    shown_logdir = display_uri(logdir, model)
+    check_s3_settings(logdir, model)
+    shown_logdir = logdir
     if chief:
         os.makedirs(model.path, exist_ok=True)
         storage.write_text(
             tensorboard.path,
-            tensorboard_markdown(shown_logdir, display_uri(checkpoint_dir, model), live),
+            tensorboard_markdown(logdir, checkpoint_dir, live=storage.is_remote(logdir)),
         )
-        print(
-            f"TensorBoard logs: {shown_logdir}  (tensorboard --logdir {shown_logdir})", flush=True
-        )
+        print(f"TensorBoard logs: {logdir}  ({tensorboard_command(logdir)})", flush=True)
     print(f"Checkpoints: {checkpoint_dir}", flush=True)
     metrics = _run_task(
         "pretrain",
@@ -352,6 +381,7 @@ def pretrain(
             "width_multiplier": params.get("width_multiplier"),
             "encoder_dir": "encoder",
             "tensorboard_logdir": shown_logdir,
+            "tensorboard_dir": logdir,
             "checkpoint_dir": checkpoint_dir,
         }
     )
@@ -378,7 +408,11 @@ def evaluate(
     # The pipeline says 0 for "all examples"; the task says None.
     params["max_train_examples"] = params.get("max_train_examples") or None
     # The same log directory as pretraining: evaluate adds its own "eval" run inside.
-    tensorboard_dir = run_scoped_uri(tensorboard_root, run_id) if tensorboard_root else ""
+    tensorboard_dir = (
+        run_scoped_uri(tensorboard_root, run_id)
+        if tensorboard_root
+        else model.metadata.get("tensorboard_dir", "")
+    )
     metrics = _run_task(
         "evaluate",
         "EvaluateConfig",

@@ -86,14 +86,25 @@ def _add_build_flags(parser: argparse.ArgumentParser) -> None:
         default=d.s3_secret,
         metavar="SECRET",
         help="Kubeflow: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in every step from this "
-        "Kubernetes Secret's accesskey/secretkey (KFP's MinIO secret: "
-        f"{platforms.KFP_MINIO_SECRET})",
+        "Kubernetes Secret's accesskey/secretkey (default: KFP's own, "
+        f"{platforms.KFP_S3_SECRET}, present in every profile namespace; 'none' for a gs:// "
+        "pipeline root without it)",
     )
     group.add_argument(
         "--s3_endpoint_url",
         default=d.s3_endpoint_url,
         metavar="URL",
-        help=f"Kubeflow: AWS_ENDPOINT_URL of every step (e.g. {platforms.KFP_MINIO_ENDPOINT})",
+        help="Kubeflow: AWS_ENDPOINT_URL of every step (default with KFP's secret: its "
+        f"SeaweedFS, {platforms.KFP_S3_ENDPOINT}; 'none': AWS's own endpoints)",
+    )
+    group.add_argument(
+        "--retry_window",
+        default=d.retry_window,
+        metavar="DURATION",
+        help="pretrain's backoff_max_duration (default: Kubeflow "
+        f"{platforms.RETRY_WINDOW[platforms.KUBEFLOW]}, a deadline from the first attempt's "
+        f"start that must cover all of training; Vertex AI {platforms.RETRY_WINDOW[platforms.VERTEX]}"
+        ", the longest wait between retries)",
     )
     group.add_argument(
         "--vertex_workers",
@@ -101,8 +112,24 @@ def _add_build_flags(parser: argparse.ArgumentParser) -> None:
         default=d.vertex_workers,
         help="Vertex AI: run pretrain as a CustomJob with N replicas (MultiWorkerMirroredStrategy)",
     )
-    group.add_argument("--vertex_machine_type", default=d.vertex_machine_type)
-    group.add_argument("--vertex_accelerator_count", type=int, default=d.vertex_accelerator_count)
+    group.add_argument(
+        "--vertex_machine_type",
+        default=d.vertex_machine_type,
+        help="Vertex AI: machine of the GPU step (default: the one Vertex's GPU table pairs "
+        "with --accelerator_type x --vertex_accelerator_count, e.g. a2-highgpu-1g)",
+    )
+    group.add_argument(
+        "--vertex_accelerator_count",
+        type=int,
+        default=d.vertex_accelerator_count,
+        help="Vertex AI: GPUs per replica, compiled in (the num_gpus parameter is Kubeflow's)",
+    )
+    group.add_argument(
+        "--vertex_tensorboard",
+        default=d.vertex_tensorboard,
+        metavar="projects/P/locations/L/tensorboards/ID",
+        help="Vertex AI: run pretrain as a CustomJob uploading its logs to this TensorBoard",
+    )
 
 
 def _add_param_flags(parser: argparse.ArgumentParser, default_preset: str | None) -> None:
@@ -207,15 +234,24 @@ def pipeline_options(args: argparse.Namespace):
         step_cpu=args.step_cpu,
         step_memory=args.step_memory,
         retries=args.retries,
+        retry_window=args.retry_window,
         node_selector=selectors,
         tolerations=tolerations,
-        s3_secret=args.s3_secret,
-        s3_endpoint_url=args.s3_endpoint_url,
+        # kfp.local has no Kubernetes Secrets: no KFP store defaults for local runs.
+        s3_secret=_local_default(args, args.s3_secret),
+        s3_endpoint_url=_local_default(args, args.s3_endpoint_url),
         vertex_workers=args.vertex_workers,
         vertex_machine_type=args.vertex_machine_type,
         vertex_accelerator_count=args.vertex_accelerator_count,
+        vertex_tensorboard=args.vertex_tensorboard,
     )
     return options.resolved()
+
+
+def _local_default(args: argparse.Namespace, value: str | None) -> str | None:
+    if value is None and args.command in ("run-local", "run-docker"):
+        return platforms.NONE
+    return value
 
 
 def compile_pipeline(options, output: str) -> str:
@@ -346,13 +382,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     submit.check_package(args.package, target)
     types = params_lib.package_parameter_types(args.package)
     arguments = run_arguments(args, types)
+    enable_caching, note = submit.run_caching(arguments, args.enable_caching)
+    if note:
+        print(note)
     if target == submit.KUBEFLOW:
         request = submit.kubeflow_request(
             args.package,
             arguments,
             experiment_name=args.experiment_name,
             run_name=args.run_name,
-            enable_caching=args.enable_caching,
+            enable_caching=enable_caching,
             namespace=settings.namespace,
             pipeline_root=args.pipeline_root,
         )
@@ -365,7 +404,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 arguments,
                 settings,
                 display_name=args.run_name,
-                enable_caching=args.enable_caching,
+                enable_caching=enable_caching,
             )
         )
         name = submit.submit_vertex(job, settings.service_account, settings.network)

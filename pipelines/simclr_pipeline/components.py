@@ -27,9 +27,11 @@ from kfp.dsl import (
 )
 
 from simclr_pipeline import __version__
+from simclr_pipeline.source_tag import source_tag
 
 DEFAULT_IMAGE_REPO = "simclr-kfp"
-DEFAULT_IMAGE_TAG = __version__
+# The version plus the git commit (and a hash of uncommitted changes): see source_tag.py.
+DEFAULT_IMAGE_TAG = source_tag(__version__)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ def pretrain(
     temperature: float,
     max_train_examples: int,
     checkpoint_every_steps: int,
+    checkpoint_every_seconds: float,
     precision: str,
     strategy: str,
     seed: int,
@@ -144,6 +147,7 @@ def pretrain(
         temperature=temperature,
         max_train_examples=max_train_examples,
         checkpoint_every_steps=checkpoint_every_steps,
+        checkpoint_every_seconds=checkpoint_every_seconds,
         precision=precision,
         strategy=strategy,
         seed=seed,

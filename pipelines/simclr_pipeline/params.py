@@ -20,7 +20,7 @@ def package_parameter_types(package_path: str) -> dict[str, str]:
     """Parameter name -> KFP type name, from a compiled pipeline YAML."""
     try:
         with open(package_path) as f:
-            spec = yaml.safe_load(f)
+            spec = next(yaml.safe_load_all(f), None)
     except OSError as err:
         raise ParamError(f"cannot read pipeline package {package_path}: {err.strerror}") from err
     except yaml.YAMLError as err:

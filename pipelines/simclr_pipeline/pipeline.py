@@ -31,6 +31,7 @@ part a user asked for. Evaluation is not cached either: its input model is new o
 every run, so a hit is impossible, and a forced re-evaluation should really re-run.
 """
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -39,9 +40,11 @@ from kfp.dsl import Artifact, Markdown, Metrics, Model
 
 from simclr_pipeline import platforms, presets
 from simclr_pipeline.components import Images, build_components
-from simclr_pipeline.platforms import (  # noqa: F401  (KFP_MINIO_* re-exported)
+from simclr_pipeline.platforms import (  # noqa: F401  (KFP_* re-exported)
     KFP_MINIO_ENDPOINT,
     KFP_MINIO_SECRET,
+    KFP_S3_ENDPOINT,
+    KFP_S3_SECRET,
     KUBEFLOW,
     S3_SECRET_KEYS,
     VERTEX,
@@ -49,6 +52,7 @@ from simclr_pipeline.platforms import (  # noqa: F401  (KFP_MINIO_* re-exported)
 )
 
 PIPELINE_NAME = "simclr-cifar10"
+_VERTEX_TENSORBOARD = re.compile(r"^projects/[^/]+/locations/[^/]+/tensorboards/[^/]+$")
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER  # resolved per run (KFP backend >= 2.5); same on retries
 
 
@@ -83,23 +87,37 @@ class PipelineOptions:
     # None: the platform's default (nvidia.com/gpu on Kubeflow, NVIDIA_TESLA_A100 on
     # Vertex AI); "" = no GPU request (CPU pretraining and evaluation).
     accelerator_type: str | None = None
-    pretrain_cpu: str = "8"
-    pretrain_memory: str = "32G"
+    # Requests must fit what an 8-vCPU GPU node (g2-standard-8: 32 GB, n1-standard-8: 30 GB)
+    # can allocate after the kubelet's reserve and the system pods, or the pod stays Pending.
+    pretrain_cpu: str = "6"
+    pretrain_memory: str = "24G"
     step_cpu: str = "2"  # prepare_data / augment (and evaluate without a GPU)
     step_memory: str = "8G"
     retries: int = 3
+    # backoff_max_duration of pretrain's retries; "" = the platform's (platforms.RETRY_WINDOW:
+    # on Kubeflow a deadline from the first attempt's start that must cover all of training).
+    retry_window: str = ""
     # Kubernetes placement of the GPU pods (Kubeflow only).
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[Toleration, ...] = ()
-    # Kubeflow only: S3 credentials for the tasks from a Kubernetes Secret (e.g. KFP's
-    # MinIO secret), and the S3 endpoint, as the AWS_* variables boto3 reads.
-    s3_secret: str = ""
-    s3_endpoint_url: str = ""
+    # Kubeflow only: S3 credentials for the tasks from a Kubernetes Secret, and the S3
+    # endpoint, as the AWS_* variables boto3 reads. None: KFP's own store (its Secret in
+    # the run's namespace and SeaweedFS), which a stock install's default pipeline root
+    # (minio://mlpipeline/...) needs; "none": no S3 settings (a gs:// pipeline root).
+    s3_secret: str | None = None
+    s3_endpoint_url: str | None = None
     # Vertex AI only: run pretrain as a CustomJob with this many replicas (1 chief +
     # N-1 workers, MultiWorkerMirroredStrategy); 0 = an ordinary pipeline step.
     vertex_workers: int = 0
-    vertex_machine_type: str = "a2-highgpu-1g"
+    # "" = the machine Vertex AI's GPU table pairs with the accelerator and count
+    # (platforms.VERTEX_GPU_MACHINES), e.g. a2-highgpu-1g for 1 x NVIDIA_TESLA_A100.
+    vertex_machine_type: str = ""
+    # Vertex AI's GPU count is compiled in (a pipeline parameter as resourceCount is not
+    # documented there); on Kubeflow the `num_gpus` parameter sets it per run.
     vertex_accelerator_count: int = 1
+    # projects/P/locations/L/tensorboards/ID: pretrain runs as a CustomJob that uploads its
+    # logs there (Vertex sets AIP_TENSORBOARD_LOG_DIR, which pretrain writes to).
+    vertex_tensorboard: str = ""
 
     def resolved(self) -> "PipelineOptions":
         """These options with the platform's defaults filled in, checked against its rules."""
@@ -114,16 +132,67 @@ class PipelineOptions:
             raise PlatformError(f"--vertex_workers must be >= 0, got {self.vertex_workers}")
         if self.platform == KUBEFLOW and self.vertex_workers:
             raise PlatformError("--vertex_workers needs --platform=vertex")
-        if self.platform == VERTEX and (self.node_selector or self.tolerations or self.s3_secret):
+        if self.platform == VERTEX and (
+            self.node_selector or self.tolerations or self._none_is_empty(self.s3_secret)
+        ):
             raise PlatformError(
                 "--node_selector, --toleration and --s3_secret are Kubernetes settings: "
                 "use them with --platform=kubeflow"
             )
         for key, value in self.node_selector:
             platforms.check_node_selector(key, value)
-        if self.s3_endpoint_url and not self.s3_endpoint_url.startswith(("http://", "https://")):
-            raise PlatformError(f"--s3_endpoint_url must be http(s)://, got {self.s3_endpoint_url}")
-        return replace(self, accelerator_type=accelerator)
+        vertex = self._vertex_settings(accelerator)
+        secret, endpoint = self._s3_settings()
+        if endpoint and not endpoint.startswith(("http://", "https://")):
+            raise PlatformError(f"--s3_endpoint_url must be http(s)://, got {endpoint}")
+        return replace(
+            self,
+            accelerator_type=accelerator,
+            retry_window=self.retry_window or platforms.RETRY_WINDOW[self.platform],
+            s3_secret=secret,
+            s3_endpoint_url=endpoint,
+            **vertex,
+        )
+
+    def _vertex_settings(self, accelerator: str) -> dict:
+        """vertex_workers / vertex_machine_type resolved and checked (Vertex AI only)."""
+        if self.platform != VERTEX:
+            if self.vertex_tensorboard:
+                raise PlatformError("--vertex_tensorboard needs --platform=vertex")
+            return {}
+        workers = self.vertex_workers
+        if self.vertex_tensorboard:
+            if not _VERTEX_TENSORBOARD.match(self.vertex_tensorboard):
+                raise PlatformError(
+                    "--vertex_tensorboard must be projects/P/locations/L/tensorboards/ID, "
+                    f"got {self.vertex_tensorboard}"
+                )
+            workers = max(workers, 1)  # only a CustomJob uploads to a TensorBoard instance
+        count = self.vertex_accelerator_count
+        if accelerator and count < 1:
+            raise PlatformError(f"--vertex_accelerator_count must be >= 1, got {count}")
+        machine = self.vertex_machine_type
+        if accelerator and not machine:
+            machine = platforms.vertex_machine_for(accelerator, count) or ""
+        if accelerator and (workers or self.vertex_machine_type):
+            platforms.check_vertex_machine(machine, accelerator, count)
+        elif accelerator and not machine:
+            platforms.check_vertex_machine("", accelerator, count)
+        return {"vertex_workers": workers, "vertex_machine_type": machine or "n1-standard-8"}
+
+    def _s3_settings(self) -> tuple[str, str]:
+        """(secret, endpoint) with the platform defaults filled in; "" = none."""
+        if self.platform != KUBEFLOW:
+            return "", self._none_is_empty(self.s3_endpoint_url) or ""
+        secret = KFP_S3_SECRET if self.s3_secret is None else self._none_is_empty(self.s3_secret)
+        endpoint = self.s3_endpoint_url
+        if endpoint is None:  # KFP's store when its secret is used, else AWS's own endpoints
+            endpoint = KFP_S3_ENDPOINT if secret == KFP_S3_SECRET else ""
+        return secret, self._none_is_empty(endpoint)
+
+    @staticmethod
+    def _none_is_empty(value: str | None) -> str:
+        return "" if value is None or value.strip().lower() in ("", platforms.NONE) else value
 
 
 class Outputs(NamedTuple):
@@ -169,6 +238,7 @@ def build_pipeline(options: PipelineOptions | None = None):
         temperature: float = d["temperature"],
         max_train_examples: int = d["max_train_examples"],
         checkpoint_every_steps: int = d["checkpoint_every_steps"],
+        checkpoint_every_seconds: float = d["checkpoint_every_seconds"],
         precision: str = d["precision"],
         strategy: str = d["strategy"],
         num_gpus: int = d["num_gpus"],
@@ -209,6 +279,7 @@ def build_pipeline(options: PipelineOptions | None = None):
             temperature=temperature,
             max_train_examples=max_train_examples,
             checkpoint_every_steps=checkpoint_every_steps,
+            checkpoint_every_seconds=checkpoint_every_seconds,
             precision=precision,
             strategy=strategy,
             seed=seed,
@@ -216,16 +287,18 @@ def build_pipeline(options: PipelineOptions | None = None):
             checkpoint_root=checkpoint_root,
             num_gpus=_requested_gpus(options, num_gpus),
             options=pretrain_options,
+            **_custom_job_outputs(options),
         ).set_display_name("SimCLR pretraining")
         train.set_caching_options(False)
         train.set_retry(
             num_retries=options.retries,
-            backoff_duration="60s",
-            backoff_factor=2.0,
-            backoff_max_duration="3600s",
+            backoff_duration=platforms.RETRY_BACKOFF,
+            backoff_factor=platforms.RETRY_BACKOFF_FACTOR,
+            backoff_max_duration=options.retry_window,
         )
         if not options.vertex_workers:
-            _gpu_step(train, options, num_gpus)
+            _gpu_step(train, options, _requested_gpus(options, num_gpus) or num_gpus)
+            _shared_memory(train, options)
 
         evaluation = ops.evaluate(
             dataset=data.outputs["dataset"],
@@ -245,6 +318,7 @@ def build_pipeline(options: PipelineOptions | None = None):
 
         for task in (data, aug, train, evaluation):
             _s3_credentials(task, options)
+            _pull_policy(task, options)
 
         return Outputs(
             model=train.outputs["model"],
@@ -283,14 +357,26 @@ def _pretrain_op(component, options: PipelineOptions):
         # A restarted worker must restart the whole job: MultiWorkerMirroredStrategy
         # cannot re-admit one worker; everyone resumes from the shared checkpoint.
         restart_job_on_worker_restart=True,
+        # Vertex AI TensorBoard: the job uploads AIP_TENSORBOARD_LOG_DIR (under
+        # base_output_directory, set per run in the pipeline) to this instance.
+        tensorboard=options.vertex_tensorboard,
     )
 
 
+def _custom_job_outputs(options: PipelineOptions) -> dict:
+    """The CustomJob's base_output_directory, run-scoped (Vertex AI sets
+    AIP_TENSORBOARD_LOG_DIR=<it>/logs, which a TensorBoard instance needs)."""
+    if not options.vertex_tensorboard:
+        return {}
+    return {"base_output_directory": f"{dsl.PIPELINE_ROOT_PLACEHOLDER}/{RUN_ID}/pretrain-job"}
+
+
 def _requested_gpus(options: PipelineOptions, num_gpus):
-    """The GPUs pretrain asks the platform for; pretrain refuses to run on CPU when > 0."""
+    """The GPUs pretrain asks the platform for; pretrain refuses to run on CPU when > 0.
+    On Vertex AI a compiled constant (--vertex_accelerator_count), else `num_gpus`."""
     if not options.accelerator_type:
         return 0
-    return options.vertex_accelerator_count if options.vertex_workers else num_gpus
+    return options.vertex_accelerator_count if options.platform == VERTEX else num_gpus
 
 
 def _cpu_step(task, options: PipelineOptions) -> None:
@@ -306,6 +392,20 @@ def _gpu_step(task, options: PipelineOptions, num_gpus) -> None:
     _kubernetes_placement(task, options)
 
 
+# NCCL (MirroredStrategy with more than one GPU) exchanges data through /dev/shm, which a
+# container gets at 64 MiB by default (kubeflow/pipelines#9147): a memory-backed emptyDir
+# instead. `num_gpus` is a run-time parameter, so it is mounted on every GPU pretrain pod;
+# an unused tmpfs costs nothing (its pages count against the memory limit only when written).
+SHM_SIZE = "8Gi"
+
+
+def _shared_memory(task, options: PipelineOptions) -> None:
+    if options.platform == KUBEFLOW and options.accelerator_type:
+        kubernetes.empty_dir_mount(
+            task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE
+        )
+
+
 def _kubernetes_placement(task, options: PipelineOptions) -> None:
     for key, value in options.node_selector:
         kubernetes.add_node_selector(task, label_key=key, label_value=value)
@@ -313,6 +413,14 @@ def _kubernetes_placement(task, options: PipelineOptions) -> None:
         kubernetes.add_toleration(
             task, key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect
         )
+
+
+def _pull_policy(task, options: PipelineOptions) -> None:
+    """Kubernetes pulls a non-`latest` tag only when the node lacks it (IfNotPresent): a tag
+    that may have been re-pushed is pulled every time, so nodes do not run old code."""
+    images = (options.images.cpu, options.images.gpu)
+    if options.platform == KUBEFLOW and not all(map(platforms.is_pinned_image, images)):
+        kubernetes.set_image_pull_policy(task, "Always")
 
 
 def _s3_credentials(task, options: PipelineOptions) -> None:

@@ -28,13 +28,45 @@ DEFAULT_ACCELERATOR = {KUBEFLOW: "nvidia.com/gpu", VERTEX: "NVIDIA_TESLA_A100"}
 # GKE's node label naming the GPU model (https://cloud.google.com/kubernetes-engine/docs/how-to/gpus).
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 
-# KFP's own object store on clusters without GCS: its MinIO Secret (namespace kubeflow,
-# copied into each profile namespace by multi-user Kubeflow; keys accesskey/secretkey,
-# manifests/kustomize/.../mlpipeline-minio-artifact-secret.yaml), its Service, and the
-# variables boto3 reads them from.
-KFP_MINIO_SECRET = "mlpipeline-minio-artifact"
-KFP_MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
+# KFP's own object store. Since KFP 2.16 (kubeflow/pipelines#12613) it is SeaweedFS, Service
+# `seaweedfs` in namespace `kubeflow` (backend/src/v2/objectstore/config.go at 2.17.0:
+# DefaultEndpointInMultiUserMode = "seaweedfs.kubeflow:9000"); the MinIO Service is gone.
+# Its credentials keep the old Secret name, keys accesskey/secretkey: in namespace kubeflow
+# (manifests/kustomize/third-party/seaweedfs/.../mlpipeline-minio-artifact-secret.yaml) and, in
+# multi-user mode, one per profile namespace with that namespace's own key (the profile
+# controller, manifests/kustomize/base/installs/multi-user/pipelines-profile-controller/sync.py).
+KFP_S3_SECRET = "mlpipeline-minio-artifact"
+KFP_S3_ENDPOINT = "http://seaweedfs.kubeflow:9000"
+KFP_BUCKET = "mlpipeline"
+KFP_MINIO_SECRET, KFP_MINIO_ENDPOINT = KFP_S3_SECRET, KFP_S3_ENDPOINT  # the old names
 S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
+# "none" as --s3_secret / --s3_endpoint_url: no S3 settings (e.g. Kubeflow on GKE with gs://).
+NONE = "none"
+
+
+def kfp_writable_prefixes(namespace: str) -> tuple[str, ...]:
+    """Where a profile namespace's key may write in KFP's bucket (multi-user, KFP >= 2.16).
+
+    sync.py at 2.17.0 gives the key s3:Put*/Get*/List*/DeleteObject on exactly these
+    `mlpipeline/<prefix>*` resources; anything else in the bucket is AccessDenied. The
+    namespace's default pipeline root is `minio://mlpipeline/private-artifacts/<ns>/v2/artifacts`.
+    """
+    return ("artifacts/", f"private-artifacts/{namespace}/", f"private/{namespace}/", "shared/")
+
+
+# --- Retries ------------------------------------------------------------------------------
+#
+# The same `backoff_max_duration` means different things on the two platforms:
+# - Kubeflow: KFP's Argo compiler puts it on the executor template as
+#   retryStrategy.backoff.maxDuration (backend/src/v2/compiler/argocompiler/container.go at
+#   2.17.0), and Argo (workflow/controller/operator.go at v4.0.5, the version KFP 2.17 pins)
+#   measures it from the FIRST attempt's start: no retry starts after it, and a retry that
+#   starts is killed at it (its execution deadline). It must cover the whole training, all
+#   attempts included (kubeflow/pipelines#13452, #14245).
+# - Vertex AI: the longest wait between two retries; an hour is plenty.
+RETRY_WINDOW = {KUBEFLOW: "14d", VERTEX: "3600s"}
+RETRY_BACKOFF = "60s"
+RETRY_BACKOFF_FACTOR = 2.0
 
 # The oldest KFP backend that runs this pipeline: 2.5.0 is the first release that
 # resolves `dsl.PIPELINE_JOB_ID_PLACEHOLDER` (kubeflow/pipelines#11599); a pipeline
@@ -132,6 +164,63 @@ def vertex_accelerator_types() -> list[str]:
     return [name for name, value in AcceleratorType.__members__.items() if value != 0]
 
 
+# Machine type -> (accelerator, count) of Vertex AI custom training's GPU machines, from
+# "Configure compute resources for custom training", GPU table
+# (https://cloud.google.com/vertex-ai/docs/training/configure-compute#gpu-compatibility-table):
+# the A2, A3, A4 and G2 machine types come with a fixed GPU type and count; N1 machines take
+# T4, V100, P100 or P4 in the counts listed below.
+VERTEX_GPU_MACHINES: dict[str, tuple[str, int]] = {
+    **{f"a2-highgpu-{n}g": ("NVIDIA_TESLA_A100", n) for n in (1, 2, 4, 8)},
+    "a2-megagpu-16g": ("NVIDIA_TESLA_A100", 16),
+    **{f"a2-ultragpu-{n}g": ("NVIDIA_A100_80GB", n) for n in (1, 2, 4, 8)},
+    "a3-highgpu-1g": ("NVIDIA_H100_80GB", 1),
+    "a3-highgpu-2g": ("NVIDIA_H100_80GB", 2),
+    "a3-highgpu-4g": ("NVIDIA_H100_80GB", 4),
+    "a3-highgpu-8g": ("NVIDIA_H100_80GB", 8),
+    "a3-megagpu-8g": ("NVIDIA_H100_MEGA_80GB", 8),
+    "a3-ultragpu-8g": ("NVIDIA_H200_141GB", 8),
+    "a4-highgpu-8g": ("NVIDIA_B200", 8),
+    **{f"g2-standard-{v}": ("NVIDIA_L4", 1) for v in (4, 8, 12, 16, 32)},
+    "g2-standard-24": ("NVIDIA_L4", 2),
+    "g2-standard-48": ("NVIDIA_L4", 4),
+    "g2-standard-96": ("NVIDIA_L4", 8),
+}
+VERTEX_N1_GPU_COUNTS: dict[str, tuple[int, ...]] = {
+    "NVIDIA_TESLA_T4": (1, 2, 4),
+    "NVIDIA_TESLA_V100": (1, 2, 4, 8),
+    "NVIDIA_TESLA_P100": (1, 2, 4),
+    "NVIDIA_TESLA_P4": (1, 2, 4),
+}
+
+
+def vertex_machine_for(accelerator: str, count: int) -> str | None:
+    """The Vertex AI machine type that carries `count` x `accelerator` (None: none does;
+    N1 GPUs: the smallest N1 standard machine, which Vertex accepts with them)."""
+    for machine, spec in VERTEX_GPU_MACHINES.items():
+        if spec == (accelerator, count):
+            return machine
+    if count in VERTEX_N1_GPU_COUNTS.get(accelerator, ()):
+        return "n1-standard-8"
+    return None
+
+
+def check_vertex_machine(machine_type: str, accelerator: str, count: int) -> None:
+    """Raises PlatformError (one line) unless Vertex AI's GPU table allows the triple."""
+    if not accelerator:
+        return
+    fixed = VERTEX_GPU_MACHINES.get(machine_type)
+    if fixed and fixed == (accelerator, count):
+        return
+    if machine_type.startswith("n1-") and count in VERTEX_N1_GPU_COUNTS.get(accelerator, ()):
+        return
+    fits = vertex_machine_for(accelerator, count)
+    hint = f"use --vertex_machine_type={fits}" if fits else "no machine type carries that count"
+    raise PlatformError(
+        f"Vertex AI runs {count} x {accelerator} not on {machine_type or 'no machine type'}: "
+        f"{hint} (Vertex AI GPU table, docs/pipelines.md)"
+    )
+
+
 # --- Both -------------------------------------------------------------------------------------
 
 
@@ -169,6 +258,15 @@ def package_platform(accelerators: list[str]) -> str | None:
         if name:
             return VERTEX
     return None
+
+
+_SOURCE_TAG = re.compile(r":[^/:@]+-g[0-9a-f]{12}(-dirty-[0-9a-f]{8})?$")
+
+
+def is_pinned_image(image: str) -> bool:
+    """Whether the reference names one build: a digest (`@sha256:...`) or our source tag
+    (`<version>-g<commit>[-dirty-<hash>]`, source_tag.py). Other tags can be re-pushed."""
+    return "@sha256:" in image or bool(_SOURCE_TAG.search(image))
 
 
 def registry_host(image: str) -> str | None:

@@ -27,6 +27,9 @@ GPU: dict[str, Any] = {
     "temperature": 0.5,
     "max_train_examples": 0,
     "checkpoint_every_steps": 500,
+    # A preempted pod on Kubeflow may get no time to checkpoint on SIGTERM (README:
+    # Preemption): this bounds what it loses.
+    "checkpoint_every_seconds": 600.0,
     "precision": "auto",  # bfloat16 on Ampere+, float16 before, float32 on CPU
     "strategy": "auto",
     "num_gpus": 1,

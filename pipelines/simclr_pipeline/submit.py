@@ -140,6 +140,13 @@ def package_accelerators(spec: dict) -> list[str]:
     return sorted({n for n in names if n})
 
 
+def _has_kubernetes_config(package_path: str) -> bool:
+    """Whether the package holds a Kubernetes platform spec (a second YAML document)."""
+    with open(package_path) as f:
+        docs = list(yaml.safe_load_all(f))
+    return any(isinstance(d, dict) and "kubernetes" in d.get("platforms", {}) for d in docs[1:])
+
+
 def check_package(package_path: str, target: str) -> None:
     """Refuses a package the target would fail on, before anything is sent."""
     spec = _load_package(package_path)
@@ -151,6 +158,8 @@ def check_package(package_path: str, target: str) -> None:
                 "make compile IMAGE_REPO=us-docker.pkg.dev/PROJECT/REPO/simclr-kfp"
             )
     compiled_for = platforms.package_platform(package_accelerators(spec))
+    if _has_kubernetes_config(package_path):
+        compiled_for = platforms.KUBEFLOW  # Vertex AI reads one YAML document only
     if compiled_for and compiled_for != target:
         raise SubmitError(
             f"{package_path} was compiled for {compiled_for}, not {target}: "
@@ -295,3 +304,17 @@ def _credentials_message(err: Exception) -> str:
 def _first_line(err: Exception) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text[:300]
+
+
+def run_caching(arguments: dict, enable_caching: bool | None) -> tuple[bool | None, str]:
+    """(enable_caching for the run, a note to print): caching is switched off for a run whose
+    `source` is not pinned by `sha256`. KFP's cache key is the task's inputs and image
+    (backend/src/v2/cacheutils/cache.go at 2.17.0), not the bytes behind the source URI: a
+    changed archive at the same URI would be a hit, and every step after it would reuse
+    outputs of the old data."""
+    if enable_caching is not None or arguments.get("sha256"):
+        return enable_caching, ""
+    return False, (
+        "caching off for this run: source is not pinned by sha256 "
+        "(--param sha256=HEX caches prepare-data and augment; --enable_caching forces it)"
+    )

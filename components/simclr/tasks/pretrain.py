@@ -8,6 +8,8 @@ it resumes from the newest one. On SIGTERM it checkpoints and exits with code 14
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from typing import Any
 
 from absl import flags
@@ -23,11 +25,14 @@ from simclr.train_config import (
 
 __all__ = ["PretrainConfig", "config_from_flags", "define_flags", "main", "run"]
 
+VERTEX_TENSORBOARD_ENV = "AIP_TENSORBOARD_LOG_DIR"
+
 _HELP = {
     "data_dir": "prepare_data output (local, gs:// or s3://)",
     "output_dir": "where encoder/, config.json and metrics.json go (local, gs:// or s3://)",
     "policy": "augmentation policy.json from the augment task; empty: SimCLR CIFAR-10 defaults",
-    "tensorboard_dir": "TensorBoard log URI, mirrored while training; empty: OUTPUT_DIR/tensorboard",
+    "tensorboard_dir": "TensorBoard log URI, mirrored while training; empty: "
+    "$AIP_TENSORBOARD_LOG_DIR if set, else OUTPUT_DIR/tensorboard",
     "checkpoint_dir": "checkpoint URI; empty: OUTPUT_DIR/checkpoints",
     "encoder": "resnet18, resnet34 or resnet50 (CIFAR stem)",
     "width_multiplier": "channel width multiplier of the encoder",
@@ -47,6 +52,7 @@ _HELP = {
     "jit_compile": "XLA-compile the train step: auto (on for GPU/TPU), true or false",
     "max_train_examples": "use only the first N training images; 0: all",
     "checkpoint_every_steps": "write a checkpoint every N steps (and at the end)",
+    "checkpoint_every_seconds": "also write one when S seconds passed since the last",
     "keep_checkpoints": "how many checkpoints to keep",
     "checkpoint_fallback": "if the newest checkpoint is incomplete, resume from the newest "
     "complete one (default: stop with an error naming the missing files)",
@@ -78,6 +84,7 @@ def config_from_flags(flag_values: flags.FlagValues) -> PretrainConfig:
 
 def run(config: PretrainConfig) -> dict[str, Any]:
     """Trains; returns the metrics written to OUTPUT_DIR/metrics.json."""
+    config = with_vertex_tensorboard(config)
     if config.require_gpu:
         from simclr import devices
 
@@ -85,6 +92,15 @@ def run(config: PretrainConfig) -> dict[str, Any]:
     from simclr import train  # imports TensorFlow: only after the flags are known
 
     return train.run(config)
+
+
+def with_vertex_tensorboard(config: PretrainConfig, env=None) -> PretrainConfig:
+    """Logs go to AIP_TENSORBOARD_LOG_DIR (set by a Vertex AI CustomJob with a TensorBoard
+    instance) when it is set and --tensorboard_dir is not."""
+    log_dir = (os.environ if env is None else env).get(VERTEX_TENSORBOARD_ENV, "")
+    if log_dir and not config.tensorboard_dir:
+        return dataclasses.replace(config, tensorboard_dir=log_dir)
+    return config
 
 
 def main(argv: list[str] | None = None) -> None:
