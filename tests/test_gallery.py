@@ -174,3 +174,13 @@ def test_gallery_renders_in_headless_chromium(real_images, tmp_path):
     area = pixels[100:900, :600].reshape(-1, 3)
     assert (area.sum(axis=1) < 600).mean() > 0.2
     assert len(np.unique(area, axis=0)) > 1000
+
+
+def test_retrieval_grid_for_tensorboard(real_images):
+    images, _, _ = real_images
+    neighbours = np.array([[5, 6, 7], [8, 9, 10]])
+    grid = gallery.retrieval_grid(images[:2], images[100:], neighbours)
+    assert grid.shape == (2 * 34, 4 * 34 + 2, 3) and grid.dtype == np.uint8
+    np.testing.assert_array_equal(grid[:32, :32], images[0])
+    np.testing.assert_array_equal(grid[34:66, 36:68], images[108])  # row 1, first neighbour
+    np.testing.assert_array_equal(grid[:32, 3 * 34 + 2 : 3 * 34 + 34], images[107])

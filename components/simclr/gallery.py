@@ -101,6 +101,23 @@ def _scatter_svg(points: np.ndarray, labels: np.ndarray, name: str, size: int = 
     )
 
 
+def retrieval_grid(
+    query_images: np.ndarray, bank_images: np.ndarray, neighbours: np.ndarray, gap: int = 2
+) -> np.ndarray:
+    """uint8 [rows*(H+gap), (1+k)*(W+gap)+gap, 3]: each row a query, a gap, its neighbours
+    (for ``tf.summary.image``; ``neighbours`` as ``nearest_neighbours`` returns them)."""
+    q, k = neighbours.shape
+    h, w = query_images.shape[1:3]
+    grid = np.full((q * (h + gap), (k + 1) * (w + gap) + gap, 3), 255, np.uint8)
+    for row in range(q):
+        top = row * (h + gap)
+        grid[top : top + h, :w] = query_images[row]
+        for j, index in enumerate(neighbours[row]):
+            left = (j + 1) * (w + gap) + gap
+            grid[top : top + h, left : left + w] = bank_images[index]
+    return grid
+
+
 def write_gallery_html(
     uri: str,
     *,
