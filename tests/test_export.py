@@ -260,3 +260,13 @@ def test_export_to_s3_and_load_back(encoder, s3_bucket, real_files):
         out["features"].numpy(), _keras_features(encoder, pixels[:2]), atol=1e-4
     )
     assert os.environ.get("AWS_ENDPOINT_URL_S3")
+
+
+def test_config_facts_are_found_in_pretrains_nested_config(encoder):
+    from simclr.export import _uint8_encoder, saved_model_config
+
+    model = _uint8_encoder(encoder)
+    nested = saved_model_config(model, {"pretrain": {"stem": "imagenet", "image_size": 32}})
+    assert nested["stem"] == "imagenet" and nested["image_size"] == 32
+    assert nested["width_multiplier"] == 0.125 and nested["encoder"] == "resnet18"
+    assert saved_model_config(model, {})["stem"] == "cifar"  # auto: <= 32 px

@@ -140,15 +140,24 @@ def _input_size(model) -> int:
 
 
 def saved_model_config(model, config: dict[str, Any]) -> dict[str, Any]:
-    """config.json of the export: the encoder's facts (``config`` may add or override)."""
+    """config.json of the export: the encoder's facts (``config`` may add or override).
+
+    Facts are looked up in ``config`` and then in ``config["pretrain"]`` (what pretrain
+    passes to ``save_encoder``), so either form works.
+    """
+    nested = config.get("pretrain") if isinstance(config.get("pretrain"), dict) else {}
+
+    def fact(key: str):
+        return config.get(key) if config.get(key) is not None else nested.get(key)
+
     image_size = _input_size(model)
-    given = config.get("image_size")
+    given = fact("image_size")
     if given is not None and int(given) != image_size:
         raise UserError(
             f"config image_size {given} differs from the encoder's input size {image_size}"
         )
     feature_dim = int(model.outputs[0].shape[-1])
-    stored_size = int(config.get("stored_size") or default_stored_size(image_size))
+    stored_size = int(fact("stored_size") or default_stored_size(image_size))
     if stored_size < image_size:
         raise UserError(f"stored_size {stored_size} is below image_size {image_size}")
     spec = dict(getattr(model, "simclr_spec", None) or {})
@@ -159,8 +168,9 @@ def saved_model_config(model, config: dict[str, Any]) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "image_size": image_size,
         "stored_size": stored_size,
-        "stem": config.get("stem") or ("cifar" if image_size <= 32 else "imagenet"),
-        "encoder": config.get("encoder") or spec.get("encoder") or model.name,
+        "stem": fact("stem") or ("cifar" if image_size <= 32 else "imagenet"),
+        "encoder": fact("encoder") or spec.get("encoder") or model.name,
+        "width_multiplier": fact("width_multiplier") or spec.get("width_multiplier"),
         "feature_dim": feature_dim,
         "embedding_size": feature_dim,
         "signatures": {
