@@ -35,6 +35,11 @@ from simclr.train_config import (
 __all__ = ["PREEMPTED_EXIT_CODE", "Preempted", "PretrainConfig", "run"]
 
 
+# Below this many images per replica the contrastive task is nearly trivial (with 1 there
+# are no negatives at all: loss 0, accuracy 1) and BatchNorm statistics are meaningless.
+MIN_BATCH_PER_REPLICA = 8
+
+
 class Preempted(SystemExit):
     """SIGTERM arrived: a checkpoint was written; exit with PREEMPTED_EXIT_CODE."""
 
@@ -208,8 +213,19 @@ def augmentation_seed(seed: int, step, replica_id):
     )
 
 
+def all_finite(tensors) -> Any:
+    """Scalar bool tensor: every element of every tensor is finite."""
+    import tensorflow as tf
+
+    return tf.reduce_all(
+        tf.stack([tf.reduce_all(tf.math.is_finite(tf.cast(t, tf.float32))) for t in tensors])
+    )
+
+
 def make_train_step(strategy, state: TrainState, config: PretrainConfig, policy, jit: bool):
-    """Returns train_step(iterator, step, stop) -> [mean loss, mean accuracy, stop votes].
+    """Returns train_step(iterator, step, stop) -> [mean loss, mean accuracy, stop votes,
+    non-finite votes] (a replica votes non-finite if any weight or moving statistic of
+    its encoder or head is NaN/inf after the step's update).
 
     Per replica: both views are augmented on the device, encoded in one batch, projected,
     scored with NT-Xent over the global batch; the objective is OBJECTIVE_SCALE x that
@@ -229,6 +245,7 @@ def make_train_step(strategy, state: TrainState, config: PretrainConfig, policy,
         hasattr(state.optimizer, "scale_loss") and "LossScale" in type(state.optimizer).__name__
     )
     variables = state.encoder.trainable_variables + state.head.trainable_variables
+    watched = state.encoder.variables + state.head.variables  # + BatchNorm moving stats
     augment = tf.function(lambda x, s: augment_pair(x, policy, s), jit_compile=jit)
 
     def replica_step(images, step, stop):
@@ -247,7 +264,11 @@ def make_train_step(strategy, state: TrainState, config: PretrainConfig, policy,
                 scaled = state.optimizer.scale_loss(scaled)
         grads = tape.gradient(scaled, variables)
         state.optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return tf.stack([loss / replicas, accuracy / replicas, stop])
+        # After the update: a non-finite gradient that was applied (not skipped by the
+        # float16 loss scale) shows in the weights; BatchNorm moving stats are included.
+        with tf.control_dependencies([loss]):
+            bad = 1.0 - tf.cast(all_finite(watched), tf.float32)
+        return tf.stack([loss / replicas, accuracy / replicas, stop, bad])
 
     if jit and replicas == 1:
         replica_step = tf.function(replica_step, jit_compile=True)
@@ -289,6 +310,12 @@ class Trainer:
         if config.batch_size % replicas:
             raise UserError(
                 f"--batch_size {config.batch_size} is not divisible by the {replicas} replicas"
+            )
+        if config.batch_size // replicas < MIN_BATCH_PER_REPLICA:
+            raise UserError(
+                f"--batch_size {config.batch_size} gives {config.batch_size // replicas} images "
+                f"per replica ({replicas} replicas): NT-Xent needs at least "
+                f"{MIN_BATCH_PER_REPLICA} per replica to have negatives"
             )
         self.chief = distribute.is_chief(self.strategy)
         self.precision, self.jit = _numerics(config, distribute.device_kind())
@@ -424,12 +451,8 @@ class Trainer:
                 values = train_step(
                     iterator, tf.constant(step, tf.int64), tf.constant(float(self.stop.set))
                 )
-                loss, accuracy, stop_votes = (float(v) for v in values.numpy())
-                if not math.isfinite(loss):
-                    raise UserError(
-                        f"non-finite loss {loss} at step {step + 1}; the last good "
-                        f"checkpoint in {plan.checkpoint_dir} is kept (lower --learning_rate?)"
-                    )
+                loss, accuracy, stop_votes, bad_votes = (float(v) for v in values.numpy())
+                self._check_finite(step + 1, loss, accuracy, bad_votes)
                 step += 1
                 self.progress.loss, self.progress.accuracy = loss, accuracy
                 self.progress.steps_this_session += 1
@@ -438,6 +461,17 @@ class Trainer:
         finally:
             self.stop.uninstall()
         self.final_step = step
+
+    def _check_finite(self, step: int, loss: float, accuracy: float, bad_votes: float) -> None:
+        """Stops before anything of a diverged step is checkpointed or published."""
+        if math.isfinite(loss) and math.isfinite(accuracy) and bad_votes == 0:
+            return
+        what = f"loss {loss}" if not math.isfinite(loss) else "weights or BatchNorm statistics"
+        raise UserError(
+            f"training diverged at step {step}: non-finite {what}; nothing of this step is "
+            f"saved, the last checkpoint in {self.plan.checkpoint_dir} (finite) is kept "
+            "(lower --learning_rate?)"
+        )
 
     def _after_step(self, step: int, stop: bool) -> None:
         plan, config = self.plan, self.config
@@ -483,6 +517,7 @@ class Trainer:
         }
         if p.knn_top1 is not None:
             metrics["knn_top1"] = p.knn_top1
+        self._check_publishable(metrics)
         if not self.chief:
             return metrics
         resolved = {
@@ -501,6 +536,19 @@ class Trainer:
         self.summaries.close()
         storage.write_json(storage.join(config.output_dir, "metrics.json"), metrics)  # last
         return metrics
+
+    def _check_publishable(self, metrics: dict[str, Any]) -> None:
+        """Never publish non-finite figures or weights (e.g. a resumed, poisoned checkpoint)."""
+        names = ("final_loss", "final_contrastive_accuracy")
+        bad = [k for k in names if not math.isfinite(metrics[k])]
+        if self.final_step > 0 and bad:
+            raise UserError(
+                f"not publishing: {', '.join(bad)} non-finite at step {self.final_step}"
+            )
+        if not bool(all_finite(self.state.encoder.variables + self.state.head.variables)):
+            raise UserError(
+                f"not publishing: the encoder holds non-finite weights at step {self.final_step}"
+            )
 
     def close(self) -> None:
         self.summaries.close()

@@ -1,0 +1,88 @@
+"""Issue 19: never publish garbage as success (divergence, tiny batches, preemption code).
+
+Each case runs the pretrain task CLI on real CIFAR-10 and checks the exit code, the one
+`error:` line and that nothing non-finite is left where a later step would take it.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+
+import numpy as np
+import pytest
+from simclr.train_config import PREEMPTED_EXIT_CODE
+
+from tests.fixtures_train import pretrain_cli
+
+TINY = [
+    "--encoder=resnet18",
+    "--width_multiplier=0.125",
+    "--batch_size=32",
+    "--max_train_examples=256",
+    "--epochs=1",
+    "--warmup_epochs=0",
+    "--monitor_every_epochs=0",
+    "--log_every_steps=1",
+    "--seed=3",
+]  # 8 steps
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def _non_finite_tensors(prefix: str) -> list[str]:
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(prefix)
+    bad = []
+    for name, dtype in reader.get_variable_to_dtype_map().items():
+        if dtype.is_floating and not np.isfinite(reader.get_tensor(name)).all():
+            bad.append(name)
+    return bad
+
+
+def test_divergence_exits_2_naming_the_step_and_keeps_only_finite_checkpoints(
+    real_prepared_data, tmp_path
+):
+    """lr 1e6: BatchNorm moving variances go inf while the loss (batch statistics) stays
+    finite; the run must stop at that step, with every checkpoint on disk finite."""
+    out = tmp_path / "out"
+    proc = pretrain_cli(
+        [
+            f"--data_dir={real_prepared_data}",
+            f"--output_dir={out}",
+            *TINY,
+            "--learning_rate=1e6",
+            "--checkpoint_every_steps=1",
+        ]
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = _error_lines(proc.stderr)
+    assert len(errors) == 1 and "training diverged at step" in errors[0], proc.stderr[-3000:]
+    bad_step = int(re.search(r"at step (\d+)", errors[0]).group(1))
+    ckpts = sorted((out / "checkpoints").glob("ckpt-*.index"), key=lambda p: int(p.name[5:-6]))
+    assert all(int(p.name[5:-6]) < bad_step for p in ckpts)
+    for index in ckpts:
+        assert _non_finite_tensors(str(index)[: -len(".index")]) == [], index.name
+    assert not (out / "metrics.json").exists()
+    assert not (out / "encoder").exists()
+
+
+def test_batch_without_negatives_is_refused(real_prepared_data, tmp_path):
+    out = tmp_path / "out"
+    proc = pretrain_cli(
+        [f"--data_dir={real_prepared_data}", f"--output_dir={out}", *TINY, "--batch_size=4"],
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = _error_lines(proc.stderr)
+    assert len(errors) == 1 and "at least 8 per replica" in errors[0], proc.stderr[-2000:]
+    assert not (out / "metrics.json").exists()
+
+
+def test_preemption_exit_code_is_143():
+    """128 + SIGTERM: what a container killed by SIGTERM reports, and what the pipeline's
+    retry policy (and our docs) treat as "preempted, retry". Pinned as a literal."""
+    assert PREEMPTED_EXIT_CODE == 143 == 128 + signal.SIGTERM
