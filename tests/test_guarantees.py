@@ -10,7 +10,6 @@ import re
 import signal
 
 import numpy as np
-import pytest
 from simclr.train_config import PREEMPTED_EXIT_CODE
 
 from tests.fixtures_train import pretrain_cli
