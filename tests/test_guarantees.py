@@ -10,6 +10,7 @@ import re
 import signal
 
 import numpy as np
+import pytest
 from simclr.train_config import PREEMPTED_EXIT_CODE
 
 from tests.fixtures_train import pretrain_cli
@@ -85,3 +86,49 @@ def test_preemption_exit_code_is_143():
     """128 + SIGTERM: what a container killed by SIGTERM reports, and what the pipeline's
     retry policy (and our docs) treat as "preempted, retry". Pinned as a literal."""
     assert PREEMPTED_EXIT_CODE == 143 == 128 + signal.SIGTERM
+
+
+@pytest.fixture(scope="module")
+def finished_run(real_prepared_data, tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("finished") / "out"
+    args = [f"--data_dir={real_prepared_data}", f"--output_dir={out}", *TINY]
+    proc = pretrain_cli([*args, "--learning_rate=0.5", "--checkpoint_every_steps=4"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return str(out)
+
+
+@pytest.mark.parametrize(
+    "flags, needles",
+    [
+        (["--learning_rate=5"], ["learning_rate 0.5 -> 5.0"]),
+        (["--width_multiplier=0.25"], ["width_multiplier 0.125 -> 0.25"]),
+        (["--epochs=2"], ["epochs 1.0 -> 2.0", "--extend_schedule"]),
+        (["--temperature=0.2", "--projection_dim=64"], ["temperature", "projection_dim"]),
+    ],
+)
+def test_resume_with_other_settings_is_refused(real_prepared_data, finished_run, flags, needles):
+    import json
+    from pathlib import Path
+
+    config_before = Path(finished_run, "config.json").read_text()
+    args = [f"--data_dir={real_prepared_data}", f"--output_dir={finished_run}", *TINY]
+    proc = pretrain_cli([*args, "--learning_rate=0.5", *flags], timeout=180)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = _error_lines(proc.stderr)
+    assert len(errors) == 1 and all(n in errors[0] for n in needles), proc.stderr[-3000:]
+    assert Path(finished_run, "config.json").read_text() == config_before  # not rewritten
+    assert json.loads(config_before)["learning_rate"] == 0.5
+
+
+def test_extend_schedule_allows_more_epochs(real_prepared_data, finished_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(finished_run, out)
+    args = [f"--data_dir={real_prepared_data}", f"--output_dir={out}", *TINY]
+    proc = pretrain_cli(
+        [*args, "--learning_rate=0.5", "--epochs=2", "--extend_schedule"], timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs = proc.stdout + proc.stderr
+    assert re.search(r"resumed from \S+ckpt-8 at step 8", logs), logs[-3000:]

@@ -182,7 +182,13 @@ class Checkpointer:
         path = self.latest()
         if path is not None:
             # expect_partial: the optimizer's slot variables exist already (built up front).
-            self.checkpoint.restore(path).expect_partial()
+            try:
+                self.checkpoint.restore(path).expect_partial()
+            except ValueError as e:  # e.g. "Shapes (16,) and (8,) are incompatible"
+                raise UserError(
+                    f"checkpoint {path} does not fit this model (other --encoder, "
+                    f"--width_multiplier or projection flags?): {str(e).splitlines()[0]}"
+                ) from e
         return path
 
     def save(self, step: int) -> str:

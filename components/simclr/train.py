@@ -184,9 +184,8 @@ def build_state(strategy, config: PretrainConfig, plan: Plan, precision: str) ->
         keras.config.set_dtype_policy(previous)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     identity = {
-        "seed": tf.Variable(config.seed, dtype=tf.int64, trainable=False),
-        "batch_size": tf.Variable(config.batch_size, dtype=tf.int64, trainable=False),
-        "num_examples": tf.Variable(plan.num_examples, dtype=tf.int64, trainable=False),
+        setting_attribute(name): tf.Variable(value, trainable=False)
+        for name, value in run_settings(config, plan, precision).items()
     }
     # The last step's figures, so a run restarted after it finished can still report them.
     last = tf.Variable([math.nan, math.nan], dtype=tf.float32, trainable=False)
@@ -199,6 +198,52 @@ def build_state(strategy, config: PretrainConfig, plan: Plan, precision: str) ->
         **identity,
     )
     return TrainState(encoder, head, optimizer, schedule, step, last, checkpoint)
+
+
+# What defines the trained weights: a resume must match all of these (epochs only with
+# --extend_schedule). Saved in every checkpoint beside the weights.
+def run_settings(config: PretrainConfig, plan: Plan, precision: str) -> dict[str, Any]:
+    import numpy as np
+
+    c = config
+    return {
+        "seed": np.int64(c.seed),
+        "batch_size": np.int64(c.batch_size),
+        "num_examples": np.int64(plan.num_examples),
+        "encoder": c.encoder,
+        "width_multiplier": np.float64(c.width_multiplier),
+        "projection_dim": np.int64(c.projection_dim),
+        "projection_layers": np.int64(c.projection_layers),
+        "epochs": np.float64(c.epochs),
+        "warmup_epochs": np.float64(c.warmup_epochs),
+        "learning_rate": np.float64(c.learning_rate),
+        "lr_scaling": c.lr_scaling,
+        "weight_decay": np.float64(c.weight_decay),
+        "momentum": np.float64(c.momentum),
+        "temperature": np.float64(c.temperature),
+        "precision": precision,
+        "policy": c.policy,
+    }
+
+
+def setting_attribute(name: str) -> str:
+    """The checkpoint attribute of a setting (the first three kept their original names)."""
+    return name if name in ("seed", "batch_size", "num_examples") else f"setting_{name}"
+
+
+def settings_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """'name saved -> wanted' for each setting the checkpoint holds that differs."""
+    diffs = []
+    for name, value in wanted.items():
+        if name not in saved:
+            continue  # a checkpoint from before this setting was recorded
+        old = saved[name]
+        old = old.decode() if isinstance(old, bytes) else old
+        if str(old) != str(value) and not (
+            isinstance(value, float | int) and math.isclose(float(old), float(value))
+        ):
+            diffs.append(f"{name} {old} -> {value}")
+    return diffs
 
 
 def augmentation_seed(seed: int, step, replica_id):
@@ -350,18 +395,35 @@ class Trainer:
 
     # -- checkpoints
 
+    def check_resume_settings(self, path: str) -> None:
+        """Refuses (one line listing them) a resume whose training-defining settings differ."""
+        import tensorflow as tf
+
+        reader = tf.train.load_checkpoint(path)
+        keys = reader.get_variable_to_shape_map()
+        wanted = run_settings(self.config, self.plan, self.precision)
+        saved = {
+            name: reader.get_tensor(key)
+            for name in wanted
+            if (key := f"{setting_attribute(name)}/.ATTRIBUTES/VARIABLE_VALUE") in keys
+        }
+        diffs = settings_differences(saved, wanted)
+        if self.config.extend_schedule:
+            diffs = [d for d in diffs if not d.startswith("epochs ")]
+        if diffs:
+            hint = " (--extend_schedule allows a new --epochs)" if "epochs" in str(diffs) else ""
+            raise UserError(
+                f"--checkpoint_dir {self.plan.checkpoint_dir} holds a run trained with other "
+                f"settings: {'; '.join(diffs)}: use the same flags or a new --output_dir{hint}"
+            )
+
     def restore(self) -> int:
+        latest = self.checkpointer.latest()
+        if latest is not None:
+            self.check_resume_settings(latest)
         path = self.checkpointer.restore_latest()
         if path is None:
             return 0
-        s, c = self.state.checkpoint, self.config
-        saved = (int(s.seed.numpy()), int(s.batch_size.numpy()), int(s.num_examples.numpy()))
-        wanted = (c.seed, c.batch_size, self.plan.num_examples)
-        if saved != wanted:
-            raise UserError(
-                f"--checkpoint_dir {self.plan.checkpoint_dir} holds a run with (seed, batch_size, "
-                f"examples) = {saved}, not {wanted}: use the same flags or a new --checkpoint_dir"
-            )
         step = int(self.state.step.numpy())
         self.progress.loss, self.progress.accuracy = (float(v) for v in self.state.last.numpy())
         self.log(f"resumed from {path} at step {step}")
