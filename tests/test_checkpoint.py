@@ -97,6 +97,7 @@ def test_restarted_pretraining_never_loses_gcs_checkpoints(
         "--monitor_every_epochs=0",
         "--checkpoint_every_steps=2",
         "--keep_checkpoints=3",
+        "--extend_schedule",  # the first run stops after epoch 1, the rest train to 2
     ]
     first = pretrain_cli([*args, "--epochs=1"])  # 4 steps: ckpt-2, ckpt-4
     assert first.returncode == 0, first.stderr[-3000:]
