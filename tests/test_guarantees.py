@@ -132,3 +132,91 @@ def test_extend_schedule_allows_more_epochs(real_prepared_data, finished_run, tm
     assert proc.returncode == 0, proc.stderr[-3000:]
     logs = proc.stdout + proc.stderr
     assert re.search(r"resumed from \S+ckpt-8 at step 8", logs), logs[-3000:]
+
+
+def _copy_data(real_prepared_data, tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(real_prepared_data, data_dir)
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    return data_dir, manifest, Path
+
+
+def _flip_bytes(path, at: int) -> None:
+    raw = bytearray(path.read_bytes())
+    for i in range(at, at + 100):
+        raw[i] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_flipped_training_shard_fails_naming_it(real_prepared_data, tmp_path):
+    data_dir, manifest, _ = _copy_data(real_prepared_data, tmp_path)
+    shard = manifest["splits"]["train"]["shards"][0]["file"]
+    _flip_bytes(data_dir / shard, 5000)
+    out = tmp_path / "out"
+    proc = pretrain_cli([f"--data_dir={data_dir}", f"--output_dir={out}", *TINY], timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = _error_lines(proc.stderr)
+    assert len(errors) == 1 and shard in errors[0] and "sha256" in errors[0], proc.stderr[-2000:]
+    assert not (out / "metrics.json").exists()
+
+
+def test_numpy_fast_path_checks_record_crcs(real_prepared_data, tmp_path):
+    """Without a sha256 in the manifest, the record CRCs still catch flipped bytes."""
+    import json
+
+    from simclr import data
+    from simclr.errors import UserError
+
+    data_dir, manifest, _ = _copy_data(real_prepared_data, tmp_path)
+    entry = manifest["splits"]["test"]["shards"][0]
+    del entry["sha256"]
+    (data_dir / "manifest.json").write_text(json.dumps(manifest))
+    _flip_bytes(data_dir / entry["file"], 20000)
+    with pytest.raises(UserError, match=r"fails its CRC check"):
+        data.load_arrays(str(data_dir), "test")
+
+
+def test_bogus_sha256_and_excess_count_are_one_line(real_prepared_data, tmp_path):
+    import json
+
+    from simclr import data
+    from simclr.errors import UserError
+
+    data_dir, manifest, _ = _copy_data(real_prepared_data, tmp_path)
+    entry = manifest["splits"]["test"]["shards"][0]
+    entry["sha256"] = "0" * 64
+    (data_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match=rf"shard {entry['file']} is corrupt: its sha256"):
+        data.load_arrays(str(data_dir), "test")
+    del entry["sha256"]
+    entry["num_examples"] += 666
+    (data_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match=rf"shard {entry['file']} holds \d+ records, the manifest"):
+        data.load_arrays(str(data_dir), "test")
+
+
+def test_records_off_the_template_are_not_parsed_by_the_fast_path(tmp_path):
+    """A record of the right length whose protobuf layout differs (feature key renamed)
+    must not be read as an image by the numpy fast path: it goes to TensorFlow's parser,
+    which refuses it (no "image" feature) with one line."""
+    import tensorflow as tf
+    from simclr import data
+    from simclr.errors import UserError
+
+    images = np.zeros((3, 32, 32, 3), np.uint8)
+    records = data.serialize_examples(images, np.array([1, 2, 3]))
+    path = tmp_path / "odd.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(bytes(record).replace(b"image", b"imagf"))
+    good = tmp_path / "good.tfrecord"
+    with tf.io.TFRecordWriter(str(good)) as writer:
+        for record in records:
+            writer.write(bytes(record))
+    assert data.read_record_file(str(good))[1].tolist() == [1, 2, 3]
+    with pytest.raises(UserError, match="corrupt TFRecord file"):
+        data.read_record_file(str(path))
