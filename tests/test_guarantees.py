@@ -220,3 +220,30 @@ def test_records_off_the_template_are_not_parsed_by_the_fast_path(tmp_path):
     assert data.read_record_file(str(good))[1].tolist() == [1, 2, 3]
     with pytest.raises(UserError, match="corrupt TFRecord file"):
         data.read_record_file(str(path))
+
+
+@pytest.mark.parametrize("flag", ["--output_dir", "--checkpoint_dir", "--tensorboard_dir"])
+def test_unwritable_output_location_is_refused_before_work(real_prepared_data, tmp_path, flag):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    out = tmp_path / "out"
+    args = [f"--data_dir={real_prepared_data}", f"--output_dir={out}", *TINY]
+    proc = pretrain_cli([*args, f"{flag}={blocker}/sub"], timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = _error_lines(proc.stderr)
+    assert len(errors) == 1 and f"{flag} {blocker}/sub is not writable" in errors[0], errors
+    assert "strategy" not in proc.stdout + proc.stderr  # refused before the trainer started
+
+
+def test_failed_rerun_leaves_no_previous_outputs(real_prepared_data, finished_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(finished_run, out)
+    shutil.rmtree(out / "checkpoints")
+    assert (out / "metrics.json").exists()
+    args = [f"--data_dir={real_prepared_data}", f"--output_dir={out}", *TINY]
+    proc = pretrain_cli([*args, "--learning_rate=1e6", "--checkpoint_every_steps=1"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert not (out / "metrics.json").exists() and not (out / "encoder").exists()
+    assert not (out / "config.json").exists()

@@ -79,7 +79,22 @@ def _prepare(config: PretrainConfig) -> tuple[Plan, dict, Any]:
 
     policy = load_policy(config.policy) if config.policy else AugmentPolicy()
     policy.validate()
+    _check_output_locations(config, plan)
     return plan, manifest, policy
+
+
+def _check_output_locations(config: PretrainConfig, plan: Plan) -> None:
+    """Every place this run writes is probed before any work, and the previous run's
+    published outputs are taken away (metrics.json first: it marks a run as done), so
+    a failure of this run never leaves them where a later step takes them for its own."""
+    storage.check_writable(config.output_dir, "--output_dir")
+    storage.check_writable(plan.checkpoint_dir, "--checkpoint_dir")
+    storage.check_writable(plan.tensorboard_dir, "--tensorboard_dir")
+    if config.cache_dir:
+        storage.check_writable(config.cache_dir, "--cache_dir")
+    storage.delete(storage.join(config.output_dir, "metrics.json"))
+    storage.delete(storage.join(config.output_dir, "config.json"))
+    storage.delete_dir(storage.join(config.output_dir, "encoder"))
 
 
 def _numerics(config: PretrainConfig, kind: str) -> tuple[str, bool]:
