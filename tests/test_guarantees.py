@@ -247,3 +247,21 @@ def test_failed_rerun_leaves_no_previous_outputs(real_prepared_data, finished_ru
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert not (out / "metrics.json").exists() and not (out / "encoder").exists()
     assert not (out / "config.json").exists()
+
+
+def test_evaluate_trusts_the_encoder_file_over_config_json(tmp_path, capsys):
+    """A width-0.25 encoder.keras beside a config.json claiming 0.125 (64-d): the loaded
+    config (report, random-init baseline) says what the file is: 0.25, 128-d."""
+    import json
+
+    from simclr.model import build_encoder, load_encoder, save_encoder
+
+    uri = tmp_path / "encoder"
+    save_encoder(build_encoder("resnet18", 0.25), str(uri), config={})
+    claimed = json.loads((uri / "config.json").read_text())
+    assert claimed["feature_dim"] == 128
+    claimed.update(width_multiplier=0.125, feature_dim=64)
+    (uri / "config.json").write_text(json.dumps(claimed))
+    _, config = load_encoder(str(uri))
+    assert config["width_multiplier"] == 0.25 and config["feature_dim"] == 128
+    assert "feature_dim 64 (the file: 128)" in capsys.readouterr().err
