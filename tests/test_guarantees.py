@@ -265,3 +265,17 @@ def test_evaluate_trusts_the_encoder_file_over_config_json(tmp_path, capsys):
     _, config = load_encoder(str(uri))
     assert config["width_multiplier"] == 0.25 and config["feature_dim"] == 128
     assert "feature_dim 64 (the file: 128)" in capsys.readouterr().err
+
+
+def test_linear_probe_standardises_features_on_very_different_scales():
+    """The class signal sits in a feature of scale 1e-4 beside noise of scale 1e3: with
+    the probe's L2 penalty (C <= 1) only a standardised probe can use it."""
+    from simclr.evaluate import linear_probe
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    signal_feature = (labels * 2.0 - 1.0 + rng.normal(0, 0.3, 400)) * 1e-4
+    features = np.stack([signal_feature, rng.normal(0, 1e3, 400)], axis=1)
+    probe = linear_probe(features[:300], labels[:300], features[300:], c_grid=(0.01, 0.1, 1.0))
+    accuracy = np.mean(np.argmax(probe.scores, axis=1) == labels[300:])
+    assert accuracy > 0.9, accuracy
