@@ -279,3 +279,16 @@ def test_linear_probe_standardises_features_on_very_different_scales():
     probe = linear_probe(features[:300], labels[:300], features[300:], c_grid=(0.01, 0.1, 1.0))
     accuracy = np.mean(np.argmax(probe.scores, axis=1) == labels[300:])
     assert accuracy > 0.9, accuracy
+
+
+def test_colour_jitter_ranges_are_the_published_ones():
+    """google-research/simclr data_util.py `color_jitter(image, strength)`: brightness,
+    contrast and saturation 0.8 * strength, hue 0.2 * strength; CIFAR-10 uses strength
+    0.5 (the paper's appendix B.9). Literal values, so turning hue off is caught."""
+    from simclr.augment import AugmentPolicy
+
+    policy = AugmentPolicy()
+    assert policy.color_jitter_strength == 0.5
+    assert (policy.brightness, policy.contrast, policy.saturation) == (0.4, 0.4, 0.4)
+    assert policy.hue == pytest.approx(0.1)
+    assert AugmentPolicy(color_jitter_strength=1.0).hue == pytest.approx(0.2)
