@@ -292,3 +292,38 @@ def test_colour_jitter_ranges_are_the_published_ones():
     assert (policy.brightness, policy.contrast, policy.saturation) == (0.4, 0.4, 0.4)
     assert policy.hue == pytest.approx(0.1)
     assert AugmentPolicy(color_jitter_strength=1.0).hue == pytest.approx(0.2)
+
+
+def test_random_init_baseline_is_not_the_pretrained_encoder(
+    tiny_prepared_data, tmp_path, monkeypatch
+):
+    """Fast: evaluate's baseline factory builds a fresh encoder of the same architecture,
+    never the pretrained weights (captured at the evaluate_encoder seam)."""
+    import keras
+    from simclr import evaluate as ev
+    from simclr.model import build_encoder, save_encoder
+    from simclr.tasks import evaluate as task
+
+    keras.utils.set_random_seed(7)
+    save_encoder(build_encoder("resnet18", 0.125), str(tmp_path / "model" / "encoder"), config={})
+    models = []
+    real = ev.evaluate_encoder
+
+    def capture(factory, *args, **kwargs):
+        models.append(factory())
+        return real(factory, *args, **kwargs)
+
+    monkeypatch.setattr(ev, "evaluate_encoder", capture)
+    config = task.EvaluateConfig(
+        data_dir=tiny_prepared_data,
+        model_dir=str(tmp_path / "model"),
+        output_dir=str(tmp_path / "out"),
+        protocols="knn",
+        baseline_protocols="knn",
+    )
+    task.run(config)
+    pretrained, baseline = models
+    a, b = pretrained.get_weights(), baseline.get_weights()
+    assert [w.shape for w in a] == [w.shape for w in b]
+    kernels = [i for i, w in enumerate(a) if w.ndim == 4]
+    assert kernels and all(not np.allclose(a[i], b[i]) for i in kernels)
