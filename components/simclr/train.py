@@ -84,17 +84,21 @@ def _prepare(config: PretrainConfig) -> tuple[Plan, dict, Any]:
 
 
 def _check_output_locations(config: PretrainConfig, plan: Plan) -> None:
-    """Every place this run writes is probed before any work, and the previous run's
-    published outputs are taken away (metrics.json first: it marks a run as done), so
-    a failure of this run never leaves them where a later step takes them for its own."""
+    """Every place this run writes is probed before any work."""
     storage.check_writable(config.output_dir, "--output_dir")
     storage.check_writable(plan.checkpoint_dir, "--checkpoint_dir")
     storage.check_writable(plan.tensorboard_dir, "--tensorboard_dir")
     if config.cache_dir:
         storage.check_writable(config.cache_dir, "--cache_dir")
-    storage.delete(storage.join(config.output_dir, "metrics.json"))
-    storage.delete(storage.join(config.output_dir, "config.json"))
-    storage.delete_dir(storage.join(config.output_dir, "encoder"))
+
+
+def remove_previous_outputs(output_dir: str) -> None:
+    """Takes the previous run's published outputs away (metrics.json first: it marks a
+    run as done) once this run is accepted, so a failure of this run never leaves them
+    where a later step takes them for its own. A refused run leaves them alone."""
+    storage.delete(storage.join(output_dir, "metrics.json"))
+    storage.delete(storage.join(output_dir, "config.json"))
+    storage.delete_dir(storage.join(output_dir, "encoder"))
 
 
 def _numerics(config: PretrainConfig, kind: str) -> tuple[str, bool]:
@@ -512,6 +516,8 @@ class Trainer:
     def fit(self) -> None:
         tf, plan, config = self._tf, self.plan, self.config
         start = self.restore()
+        if self.chief:
+            remove_previous_outputs(config.output_dir)
         if start >= plan.total_steps:
             self.log(f"checkpoint is at step {start}: nothing left to train")
             self.final_step = start
