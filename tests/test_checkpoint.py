@@ -70,14 +70,60 @@ def test_gcs_index_naming_missing_files_is_an_error_and_nothing_is_deleted(gcs_b
     restarted.close()
 
 
-def test_checkpoint_files_without_index_are_an_error(tmp_path):
+def test_checkpoint_files_without_index_resume_from_the_newest_complete(tmp_path):
+    """Issue 15 item 7: files no index names are no error; the newest complete one wins."""
     uri = str(tmp_path / "local_ckpt")
     _save_steps(uri, tmp_path, [1, 2])
     (tmp_path / "local_ckpt" / "checkpoint").unlink()
-    with pytest.raises(UserError, match="ckpt-1, ckpt-2 but no `checkpoint` index naming one"):
-        _checkpointer(uri, tmp_path)
-    saver, value = _checkpointer(uri, tmp_path, fallback=True)
+    (tmp_path / "local_ckpt" / "ckpt-3.data-00000-of-00001").write_bytes(b"half")  # no .index
+    saver, value = _checkpointer(uri, tmp_path)
     assert saver.restore_latest().endswith("ckpt-2") and float(value.numpy()) == 2.0
+
+
+def test_kill_during_the_first_upload_starts_fresh_without_a_flag(
+    gcs_bucket, tmp_path, monkeypatch
+):
+    """A fault injected between the data file and the .index upload of the very first
+    checkpoint (a kill mid-upload): the index must not have been written before the data
+    (else the restart would find an index naming missing files), and the restart starts
+    afresh without --checkpoint_fallback and then saves normally."""
+    uri = f"{gcs_bucket}/ckpt"
+    real_upload, calls = storage.upload_file, []
+
+    def upload_then_die(local, remote):
+        calls.append(remote)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed between the checkpoint's files")
+        real_upload(local, remote)
+
+    monkeypatch.setattr(storage, "upload_file", upload_then_die)
+    saver, value = _checkpointer(uri, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        saver.save(5)
+    saver.close()
+    monkeypatch.setattr(storage, "upload_file", real_upload)
+    assert storage.list_files(uri) == ["ckpt-5.data-00000-of-00001"]  # no index of any kind
+
+    restarted, value = _checkpointer(uri, tmp_path)
+    assert restarted.restore_latest() is None
+    value.assign(5.0)
+    restarted.save(5)
+    restarted.close()
+    again, value = _checkpointer(uri, tmp_path)
+    assert again.restore_latest().endswith("ckpt-5") and float(value.numpy()) == 5.0
+    again.close()
+
+
+def test_stale_temp_directories_are_removed_at_start(gcs_bucket, tmp_path):
+    local = tmp_path / "local_ckpt"
+    (local / "ckpt-7_temp").mkdir(parents=True)
+    (local / "ckpt-7_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"x")
+    _checkpointer(str(local), tmp_path)[0].close()
+    assert not (local / "ckpt-7_temp").exists()
+    uri = f"{gcs_bucket}/ckpt"
+    storage.write_text(f"{uri}/ckpt-7_temp/part-00000-of-00001.index", "x")
+    _checkpointer(uri, tmp_path)[0].close()
+    assert storage.list_files(uri) == []
 
 
 def test_restarted_pretraining_never_loses_gcs_checkpoints(
@@ -97,6 +143,7 @@ def test_restarted_pretraining_never_loses_gcs_checkpoints(
         "--monitor_every_epochs=0",
         "--checkpoint_every_steps=2",
         "--keep_checkpoints=3",
+        "--extend_schedule",  # the first run stops after epoch 1, the rest train to 2
     ]
     first = pretrain_cli([*args, "--epochs=1"])  # 4 steps: ckpt-2, ckpt-4
     assert first.returncode == 0, first.stderr[-3000:]

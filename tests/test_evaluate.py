@@ -344,7 +344,10 @@ def _bad_labels_copy(data_dir: str, root: Path) -> str:
     path = data.record_files(str(target), "test")[0]
     images, labels = data.read_record_file(path)
     labels[3] = 12
-    data.write_records(path, images, labels)
+    sha256 = data.write_records(path, images, labels)["sha256"]
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["splits"]["test"]["shards"][0]["sha256"] = sha256  # intact, but a bad label
+    (target / "manifest.json").write_text(json.dumps(manifest))
     return str(target)
 
 
@@ -358,8 +361,11 @@ def test_max_examples_takes_a_seeded_random_subset_not_the_first(tiny_prepared_d
     x, y = data.load_arrays(str(sorted_dir), "test")
     files = data.record_files(str(sorted_dir), "test")
     order = np.argsort(y, kind="stable")
-    for path, part in zip(files, np.array_split(order, len(files)), strict=True):
-        data.write_records(path, x[part], y[part])
+    manifest = json.loads((sorted_dir / "manifest.json").read_text())
+    shards = manifest["splits"]["test"]["shards"]
+    for path, part, shard in zip(files, np.array_split(order, len(files)), shards, strict=True):
+        shard["sha256"] = data.write_records(path, x[part], y[part])["sha256"]  # the new bytes
+    (sorted_dir / "manifest.json").write_text(json.dumps(manifest))
     assert data.load_arrays(str(sorted_dir), "test", 30)[1].max() < 4  # first 30: 3 classes
 
     def subset(seed):

@@ -6,9 +6,13 @@ after it is written (data files first, the `checkpoint` index file last, so a re
 never sees an index pointing at missing files).
 
 Checkpoints are never lost:
-- At start, an index naming a checkpoint whose files are missing (or checkpoint files
-  without an index) is an error naming the files; with `fallback=True` the newest
-  complete checkpoint is used instead (and the index rewritten to name it).
+- At start, an index naming a checkpoint whose files are missing is an error naming the
+  files; with `fallback=True` the newest complete checkpoint is used instead (and the
+  index rewritten to name it). Checkpoint files that no index names (a kill during the
+  very first upload: data files go first) are no error: the newest complete checkpoint
+  is used, or training starts afresh if there is none.
+- `ckpt-N_temp` directories (TensorFlow's staging area, left by a kill mid-save) are
+  removed at start.
 - A remote checkpoint is deleted only after a newer one is fully uploaded and indexed,
   and only if it is older than that one and not among the `keep` newest complete ones;
   checkpoints newer than the one just written are never touched.
@@ -81,24 +85,21 @@ def complete_checkpoints(listing: list[str]) -> list[str]:
 def resolve_latest(uri: str, *, fallback: bool) -> str | None:
     """The checkpoint to resume from in `uri` (None: there is none, start afresh).
 
-    Raises UserError if the index names a checkpoint with missing files, or if there
-    are checkpoint files that no index names, unless `fallback`: then the newest
-    complete checkpoint (None if there is none).
+    With no index, the newest complete checkpoint (None if there is none). Raises
+    UserError if the index names a checkpoint with missing files, unless `fallback`:
+    then the newest complete checkpoint (None if there is none).
     """
     listing = storage.list_files(uri)
     names = checkpoint_names(listing)
     has_index = INDEX_FILE in listing
     name = _latest_name(storage.read_text(storage.join(uri, INDEX_FILE))) if has_index else None
-    if name is None:
-        if not names:
-            return None  # nothing to resume from, nothing to lose
-        problem = f"it holds {', '.join(names)} but no `{INDEX_FILE}` index naming one"
-    else:
-        missing = missing_files(listing, name)
-        if not missing:
-            return name
-        problem = f"its index names {name}, whose files are missing: {', '.join(missing)}"
     complete = complete_checkpoints(listing)
+    if name is None:  # never indexed: nothing was promised, nothing older is lost
+        return complete[-1] if names and complete else None
+    missing = missing_files(listing, name)
+    if not missing:
+        return name
+    problem = f"its index names {name}, whose files are missing: {', '.join(missing)}"
     if fallback:
         return complete[-1] if complete else None
     newest = f"; the newest complete one is {complete[-1]}" if complete else ""
@@ -106,6 +107,24 @@ def resolve_latest(uri: str, *, fallback: bool) -> str | None:
         f"checkpoint directory {uri}: {problem}{newest} (pass --checkpoint_fallback to "
         "resume from the newest complete checkpoint, or use a new --checkpoint_dir)"
     )
+
+
+_STALE_TEMP = re.compile(r"ckpt-\d+_temp(/.*)?")
+
+
+def remove_stale_temp(uri: str) -> list[str]:
+    """Deletes the `ckpt-N_temp` staging directories a killed save left; returns them."""
+    if not storage.is_remote(uri):
+        if not os.path.isdir(uri):
+            return []
+        stale = [d for d in os.listdir(uri) if _STALE_TEMP.fullmatch(d)]
+        for d in stale:
+            shutil.rmtree(os.path.join(uri, d), ignore_errors=True)
+        return stale
+    stale = [rel for rel in storage.list_files(uri) if _STALE_TEMP.fullmatch(rel)]
+    for rel in stale:
+        storage.delete(storage.join(uri, rel))
+    return stale
 
 
 def _kept_before(listing: list[str], name: str, keep: int) -> list[str]:
@@ -142,6 +161,8 @@ class Checkpointer:
         self.chief = chief
         self.keep = keep
         self._temp_dirs: list[str] = []
+        if chief:
+            remove_stale_temp(uri)
         latest = resolve_latest(uri, fallback=fallback)
         if storage.is_remote(uri):
             self.read_dir = self._temp_dir(cache_dir, "simclr-ckpt-")
@@ -182,7 +203,13 @@ class Checkpointer:
         path = self.latest()
         if path is not None:
             # expect_partial: the optimizer's slot variables exist already (built up front).
-            self.checkpoint.restore(path).expect_partial()
+            try:
+                self.checkpoint.restore(path).expect_partial()
+            except ValueError as e:  # e.g. "Shapes (16,) and (8,) are incompatible"
+                raise UserError(
+                    f"checkpoint {path} does not fit this model (other --encoder, "
+                    f"--width_multiplier or projection flags?): {str(e).splitlines()[0]}"
+                ) from e
         return path
 
     def save(self, step: int) -> str:

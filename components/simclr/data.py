@@ -257,7 +257,7 @@ def _split_entries(manifest: dict[str, Any], split: str, where: str) -> list[dic
         "label_subsets", {}
     ):
         entry = manifest["label_subsets"][split[len(LABEL_PREFIX) :]]
-        return [{"file": entry["file"], "num_examples": entry["num_examples"]}]
+        return [{k: entry[k] for k in ("file", "num_examples", "sha256") if k in entry}]
     raise UserError(f"{where}: no split {split!r}; available: {', '.join(split_names(manifest))}")
 
 
@@ -273,13 +273,59 @@ def record_files(data_dir: str, split: str) -> list[str]:
     """Local paths of the TFRecord files of `split`, in order (localizes gs:// data)."""
     local = local_data_dir(data_dir)
     manifest = load_manifest(local)
-    paths = [os.path.join(local, e["file"]) for e in _split_entries(manifest, split, data_dir)]
-    for path in paths:
+    entries = _split_entries(manifest, split, data_dir)
+    paths = [os.path.join(local, e["file"]) for e in entries]
+    for path, entry in zip(paths, entries, strict=True):
         if not os.path.isfile(path):
             raise UserError(
                 f"{data_dir}: file {os.path.basename(path)} listed in the manifest is missing"
             )
+        verify_shard(path, entry, data_dir)
     return paths
+
+
+_VERIFIED: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, sha256) this process
+
+
+def verify_shard(path: str, entry: dict[str, Any], where: str) -> None:
+    """Checks a shard once per process against its manifest entry: the sha256 (when the
+    manifest has one) and, for files in our fixed record layout, the record count."""
+    info = os.stat(path)
+    key = (path, info.st_size, info.st_mtime_ns, str(entry.get("sha256")))
+    if key in _VERIFIED:
+        return
+    name = os.path.basename(path)
+    expected = entry.get("sha256")
+    if expected and _sha256_file(path) != expected:
+        raise UserError(
+            f"{where}: shard {name} is corrupt: its sha256 differs from the manifest's "
+            "(re-run prepare-data or re-copy the data)"
+        )
+    frame = _FRAME_HEAD + RECORD_BYTES + _FRAME_TAIL
+    count = entry.get("num_examples")
+    if count is not None and info.st_size % frame == 0 and info.st_size // frame != count:
+        raise UserError(
+            f"{where}: shard {name} holds {info.st_size // frame} records, the manifest "
+            f"says {count}"
+        )
+    _VERIFIED.add(key)
+
+
+def _check_record_crcs(framed: np.ndarray, path: str) -> None:
+    """The masked CRC-32C of every record's length and data (TFRecord framing)."""
+    import google_crc32c
+
+    def masked(crc: int) -> int:
+        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+    head_crcs = framed[:, 8:12].copy().view("<u4").ravel()
+    tail_crcs = framed[:, -4:].copy().view("<u4").ravel()
+    for i, row in enumerate(framed):
+        if (
+            masked(google_crc32c.value(row[:8].tobytes())) != head_crcs[i]
+            or masked(google_crc32c.value(row[_FRAME_HEAD:-_FRAME_TAIL].tobytes())) != tail_crcs[i]
+        ):
+            raise UserError(f"{path}: corrupt TFRecord file: record {i} fails its CRC check")
 
 
 def parse_example(serialized: Any) -> tuple[Any, Any]:
@@ -377,6 +423,7 @@ def read_record_file(path: str) -> tuple[np.ndarray, np.ndarray]:
         framed = np.frombuffer(raw, np.uint8).reshape(-1, frame)
         lengths = framed[:, :8].copy().view("<u8").ravel()
         if np.all(lengths == RECORD_BYTES):
+            _check_record_crcs(framed, path)
             parsed = _deserialize_fast(framed[:, _FRAME_HEAD : _FRAME_HEAD + RECORD_BYTES])
             if parsed is not None:
                 return parsed

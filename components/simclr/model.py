@@ -16,6 +16,7 @@ normalisation (as SimCLR).
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from typing import Any
 
@@ -245,8 +246,31 @@ def _load_from(directory: str) -> tuple[keras.Model, dict[str, Any]]:
         except Exception as e:  # corrupt or foreign file: one line for the user
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"cannot load encoder {model_uri}: {reason}") from e
-    config.setdefault("feature_dim", int(model.outputs[0].shape[-1]))
-    return model, config
+    return model, _trust_the_file(model, config, config_uri)
+
+
+def _stem_filters(model: keras.Model) -> int | None:
+    for layer in model.layers:
+        if layer.name == "stem_conv":
+            return int(layer.filters)
+        if isinstance(layer, keras.Model) and (found := _stem_filters(layer)) is not None:
+            return found
+    return None
+
+
+def _trust_the_file(model: keras.Model, config: dict[str, Any], config_uri: str) -> dict:
+    """config.json corrected to what the encoder file really is (its feature size and,
+    from the stem's 64 x width channels, its width), with a warning when they differ."""
+    real = {"feature_dim": int(model.outputs[0].shape[-1])}
+    stem = _stem_filters(model)
+    claimed_width = config.get("width_multiplier")
+    if stem is not None and claimed_width and _channels(64, float(claimed_width)) != stem:
+        real["width_multiplier"] = stem / 64
+    wrong = {k: (config[k], v) for k, v in real.items() if k in config and config[k] != v}
+    if wrong:
+        said = ", ".join(f"{k} {old} (the file: {new})" for k, (old, new) in wrong.items())
+        print(f"warning: {config_uri} says {said}; using the encoder file's", file=sys.stderr)
+    return {**config, **real}
 
 
 def _for_export(model: keras.Model) -> keras.Model:

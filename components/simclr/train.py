@@ -35,6 +35,11 @@ from simclr.train_config import (
 __all__ = ["PREEMPTED_EXIT_CODE", "Preempted", "PretrainConfig", "run"]
 
 
+# Below this many images per replica the contrastive task is nearly trivial (with 1 there
+# are no negatives at all: loss 0, accuracy 1) and BatchNorm statistics are meaningless.
+MIN_BATCH_PER_REPLICA = 8
+
+
 class Preempted(SystemExit):
     """SIGTERM arrived: a checkpoint was written; exit with PREEMPTED_EXIT_CODE."""
 
@@ -79,7 +84,26 @@ def _prepare(config: PretrainConfig) -> tuple[Plan, dict, Any]:
 
     policy = load_policy(config.policy) if config.policy else AugmentPolicy()
     policy.validate()
+    _check_output_locations(config, plan)
     return plan, manifest, policy
+
+
+def _check_output_locations(config: PretrainConfig, plan: Plan) -> None:
+    """Every place this run writes is probed before any work."""
+    storage.check_writable(config.output_dir, "--output_dir")
+    storage.check_writable(plan.checkpoint_dir, "--checkpoint_dir")
+    storage.check_writable(plan.tensorboard_dir, "--tensorboard_dir")
+    if config.cache_dir:
+        storage.check_writable(config.cache_dir, "--cache_dir")
+
+
+def remove_previous_outputs(output_dir: str) -> None:
+    """Takes the previous run's published outputs away (metrics.json first: it marks a
+    run as done) once this run is accepted, so a failure of this run never leaves them
+    where a later step takes them for its own. A refused run leaves them alone."""
+    storage.delete(storage.join(output_dir, "metrics.json"))
+    storage.delete(storage.join(output_dir, "config.json"))
+    storage.delete_dir(storage.join(output_dir, "encoder"))
 
 
 def _numerics(config: PretrainConfig, kind: str) -> tuple[str, bool]:
@@ -184,9 +208,8 @@ def build_state(strategy, config: PretrainConfig, plan: Plan, precision: str) ->
         keras.config.set_dtype_policy(previous)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     identity = {
-        "seed": tf.Variable(config.seed, dtype=tf.int64, trainable=False),
-        "batch_size": tf.Variable(config.batch_size, dtype=tf.int64, trainable=False),
-        "num_examples": tf.Variable(plan.num_examples, dtype=tf.int64, trainable=False),
+        setting_attribute(name): tf.Variable(value, trainable=False)
+        for name, value in run_settings(config, plan, precision).items()
     }
     # The last step's figures, so a run restarted after it finished can still report them.
     last = tf.Variable([math.nan, math.nan], dtype=tf.float32, trainable=False)
@@ -201,6 +224,52 @@ def build_state(strategy, config: PretrainConfig, plan: Plan, precision: str) ->
     return TrainState(encoder, head, optimizer, schedule, step, last, checkpoint)
 
 
+# What defines the trained weights: a resume must match all of these (epochs only with
+# --extend_schedule). Saved in every checkpoint beside the weights.
+def run_settings(config: PretrainConfig, plan: Plan, precision: str) -> dict[str, Any]:
+    import numpy as np
+
+    c = config
+    return {
+        "seed": np.int64(c.seed),
+        "batch_size": np.int64(c.batch_size),
+        "num_examples": np.int64(plan.num_examples),
+        "encoder": c.encoder,
+        "width_multiplier": np.float64(c.width_multiplier),
+        "projection_dim": np.int64(c.projection_dim),
+        "projection_layers": np.int64(c.projection_layers),
+        "epochs": np.float64(c.epochs),
+        "warmup_epochs": np.float64(c.warmup_epochs),
+        "learning_rate": np.float64(c.learning_rate),
+        "lr_scaling": c.lr_scaling,
+        "weight_decay": np.float64(c.weight_decay),
+        "momentum": np.float64(c.momentum),
+        "temperature": np.float64(c.temperature),
+        "precision": precision,
+        "policy": c.policy,
+    }
+
+
+def setting_attribute(name: str) -> str:
+    """The checkpoint attribute of a setting (the first three kept their original names)."""
+    return name if name in ("seed", "batch_size", "num_examples") else f"setting_{name}"
+
+
+def settings_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """'name saved -> wanted' for each setting the checkpoint holds that differs."""
+    diffs = []
+    for name, value in wanted.items():
+        if name not in saved:
+            continue  # a checkpoint from before this setting was recorded
+        old = saved[name]
+        old = old.decode() if isinstance(old, bytes) else old
+        if str(old) != str(value) and not (
+            isinstance(value, float | int) and math.isclose(float(old), float(value))
+        ):
+            diffs.append(f"{name} {old} -> {value}")
+    return diffs
+
+
 def augmentation_seed(seed: int, step, replica_id):
     """int32 seed of (seed, global step, replica id), stateless, so a resume reproduces it."""
     import tensorflow as tf
@@ -213,8 +282,19 @@ def augmentation_seed(seed: int, step, replica_id):
     )
 
 
+def all_finite(tensors) -> Any:
+    """Scalar bool tensor: every element of every tensor is finite."""
+    import tensorflow as tf
+
+    return tf.reduce_all(
+        tf.stack([tf.reduce_all(tf.math.is_finite(tf.cast(t, tf.float32))) for t in tensors])
+    )
+
+
 def make_train_step(strategy, state: TrainState, config: PretrainConfig, policy, jit: bool):
-    """Returns train_step(iterator, step, stop) -> [mean loss, mean accuracy, stop votes].
+    """Returns train_step(iterator, step, stop) -> [mean loss, mean accuracy, stop votes,
+    non-finite votes] (a replica votes non-finite if any weight or moving statistic of
+    its encoder or head is NaN/inf after the step's update).
 
     Per replica: both views are augmented on the device, encoded in one batch, projected,
     scored with NT-Xent over the global batch; the objective is OBJECTIVE_SCALE x that
@@ -234,6 +314,7 @@ def make_train_step(strategy, state: TrainState, config: PretrainConfig, policy,
         hasattr(state.optimizer, "scale_loss") and "LossScale" in type(state.optimizer).__name__
     )
     variables = state.encoder.trainable_variables + state.head.trainable_variables
+    watched = state.encoder.variables + state.head.variables  # + BatchNorm moving stats
     augment = tf.function(lambda x, s: augment_pair(x, policy, s), jit_compile=jit)
 
     def replica_step(images, step, stop):
@@ -252,7 +333,11 @@ def make_train_step(strategy, state: TrainState, config: PretrainConfig, policy,
                 scaled = state.optimizer.scale_loss(scaled)
         grads = tape.gradient(scaled, variables)
         state.optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return tf.stack([loss / replicas, accuracy / replicas, stop])
+        # After the update: a non-finite gradient that was applied (not skipped by the
+        # float16 loss scale) shows in the weights; BatchNorm moving stats are included.
+        with tf.control_dependencies([loss]):
+            bad = 1.0 - tf.cast(all_finite(watched), tf.float32)
+        return tf.stack([loss / replicas, accuracy / replicas, stop, bad])
 
     if jit and replicas == 1:
         replica_step = tf.function(replica_step, jit_compile=True)
@@ -295,6 +380,12 @@ class Trainer:
             raise UserError(
                 f"--batch_size {config.batch_size} is not divisible by the {replicas} replicas"
             )
+        if config.batch_size // replicas < MIN_BATCH_PER_REPLICA:
+            raise UserError(
+                f"--batch_size {config.batch_size} gives {config.batch_size // replicas} images "
+                f"per replica ({replicas} replicas): NT-Xent needs at least "
+                f"{MIN_BATCH_PER_REPLICA} per replica to have negatives"
+            )
         self.chief = distribute.is_chief(self.strategy)
         self.precision, self.jit = _numerics(config, distribute.device_kind())
         self.local_data = data.local_data_dir(config.data_dir, config.cache_dir or None)
@@ -329,18 +420,35 @@ class Trainer:
 
     # -- checkpoints
 
+    def check_resume_settings(self, path: str) -> None:
+        """Refuses (one line listing them) a resume whose training-defining settings differ."""
+        import tensorflow as tf
+
+        reader = tf.train.load_checkpoint(path)
+        keys = reader.get_variable_to_shape_map()
+        wanted = run_settings(self.config, self.plan, self.precision)
+        saved = {
+            name: reader.get_tensor(key)
+            for name in wanted
+            if (key := f"{setting_attribute(name)}/.ATTRIBUTES/VARIABLE_VALUE") in keys
+        }
+        diffs = settings_differences(saved, wanted)
+        if self.config.extend_schedule:
+            diffs = [d for d in diffs if not d.startswith("epochs ")]
+        if diffs:
+            hint = " (--extend_schedule allows a new --epochs)" if "epochs" in str(diffs) else ""
+            raise UserError(
+                f"--checkpoint_dir {self.plan.checkpoint_dir} holds a run trained with other "
+                f"settings: {'; '.join(diffs)}: use the same flags or a new --output_dir{hint}"
+            )
+
     def restore(self) -> int:
+        latest = self.checkpointer.latest()
+        if latest is not None:
+            self.check_resume_settings(latest)
         path = self.checkpointer.restore_latest()
         if path is None:
             return 0
-        s, c = self.state.checkpoint, self.config
-        saved = (int(s.seed.numpy()), int(s.batch_size.numpy()), int(s.num_examples.numpy()))
-        wanted = (c.seed, c.batch_size, self.plan.num_examples)
-        if saved != wanted:
-            raise UserError(
-                f"--checkpoint_dir {self.plan.checkpoint_dir} holds a run with (seed, batch_size, "
-                f"examples) = {saved}, not {wanted}: use the same flags or a new --checkpoint_dir"
-            )
         step = int(self.state.step.numpy())
         self.progress.loss, self.progress.accuracy = (float(v) for v in self.state.last.numpy())
         self.log(f"resumed from {path} at step {step}")
@@ -415,6 +523,8 @@ class Trainer:
     def fit(self) -> None:
         tf, plan, config = self._tf, self.plan, self.config
         start = self.restore()
+        if self.chief:
+            remove_previous_outputs(config.output_dir)
         if start >= plan.total_steps:
             self.log(f"checkpoint is at step {start}: nothing left to train")
             self.final_step = start
@@ -431,12 +541,8 @@ class Trainer:
                 values = train_step(
                     iterator, tf.constant(step, tf.int64), tf.constant(self._vote())
                 )
-                loss, accuracy, stop_votes = (float(v) for v in values.numpy())
-                if not math.isfinite(loss):
-                    raise UserError(
-                        f"non-finite loss {loss} at step {step + 1}; the last good "
-                        f"checkpoint in {plan.checkpoint_dir} is kept (lower --learning_rate?)"
-                    )
+                loss, accuracy, stop_votes, bad_votes = (float(v) for v in values.numpy())
+                self._check_finite(step + 1, loss, accuracy, bad_votes)
                 step += 1
                 self.progress.loss, self.progress.accuracy = loss, accuracy
                 self.progress.steps_this_session += 1
@@ -453,6 +559,17 @@ class Trainer:
         disagree."""
         due = time.monotonic() - self.last_save_time >= self.config.checkpoint_every_seconds
         return float(self.stop.set) + (TIME_DUE_VOTE if due else 0.0)
+
+    def _check_finite(self, step: int, loss: float, accuracy: float, bad_votes: float) -> None:
+        """Stops before anything of a diverged step is checkpointed or published."""
+        if math.isfinite(loss) and math.isfinite(accuracy) and bad_votes == 0:
+            return
+        what = f"loss {loss}" if not math.isfinite(loss) else "weights or BatchNorm statistics"
+        raise UserError(
+            f"training diverged at step {step}: non-finite {what}; nothing of this step is "
+            f"saved, the last checkpoint in {self.plan.checkpoint_dir} (finite) is kept "
+            "(lower --learning_rate?)"
+        )
 
     def _after_step(self, step: int, stop: bool, checkpoint_due: bool = False) -> None:
         plan, config = self.plan, self.config
@@ -498,6 +615,7 @@ class Trainer:
         }
         if p.knn_top1 is not None:
             metrics["knn_top1"] = p.knn_top1
+        self._check_publishable(metrics)
         if not self.chief:
             return metrics
         resolved = {
@@ -516,6 +634,19 @@ class Trainer:
         self.summaries.close()
         storage.write_json(storage.join(config.output_dir, "metrics.json"), metrics)  # last
         return metrics
+
+    def _check_publishable(self, metrics: dict[str, Any]) -> None:
+        """Never publish non-finite figures or weights (e.g. a resumed, poisoned checkpoint)."""
+        names = ("final_loss", "final_contrastive_accuracy")
+        bad = [k for k in names if not math.isfinite(metrics[k])]
+        if self.final_step > 0 and bad:
+            raise UserError(
+                f"not publishing: {', '.join(bad)} non-finite at step {self.final_step}"
+            )
+        if not bool(all_finite(self.state.encoder.variables + self.state.head.variables)):
+            raise UserError(
+                f"not publishing: the encoder holds non-finite weights at step {self.final_step}"
+            )
 
     def close(self) -> None:
         self.summaries.close()

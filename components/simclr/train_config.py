@@ -58,6 +58,8 @@ class PretrainConfig:
     keep_checkpoints: int = 3
     # An index naming missing files is an error; true: resume from the newest complete one.
     checkpoint_fallback: bool = False
+    # Resuming with other --epochs is refused unless this says the schedule is meant to change.
+    extend_schedule: bool = False
     monitor_every_epochs: int = 10  # kNN monitor; 0 = off
     monitor_queries: int = 1000  # test images used as kNN queries
     log_every_steps: int = 50

@@ -17,6 +17,7 @@ bad credentials) fail at once with a one-line UserError naming the URI.
 
 from simclr.storage.cache import default_cache_root, localize_dir
 from simclr.storage.files import (
+    check_writable,
     copy,
     delete,
     delete_dir,
@@ -49,6 +50,7 @@ from simclr.storage.uri import (
 )
 
 __all__ = [
+    "check_writable",
     "DEFAULT_LAST",
     "GS_PREFIX",
     "REMOTE_STORES",

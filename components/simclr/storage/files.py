@@ -146,3 +146,22 @@ def delete(uri: str) -> None:
 def delete_dir(uri: str) -> None:
     """Delete a directory/prefix and everything under it; missing is not an error."""
     store_for(uri).delete_prefix(uri)
+
+
+def check_writable(uri: str, what: str) -> None:
+    """Writes and deletes a small probe file under `uri`; UserError naming `what` if that
+    fails, so a read-only or mistyped location is found before any work is done."""
+    probe = join(uri, f".simclr-write-probe-{os.getpid()}")
+    try:
+        if (
+            not is_remote(uri)
+            and os.path.exists(local_path(uri))
+            and not os.path.isdir(local_path(uri))
+        ):
+            raise OSError(f"{uri} is a file, not a directory")
+        write_text(probe, "probe")
+        delete(probe)
+    except Exception as e:  # noqa: BLE001 - any failure means "cannot write there"
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = reason.replace(f"{probe}: ", "")
+        raise UserError(f"{what} {uri} is not writable: {reason}") from None

@@ -56,6 +56,8 @@ _HELP = {
     "keep_checkpoints": "how many checkpoints to keep",
     "checkpoint_fallback": "if the newest checkpoint is incomplete, resume from the newest "
     "complete one (default: stop with an error naming the missing files)",
+    "extend_schedule": "allow resuming a checkpointed run with a different --epochs "
+    "(the learning-rate schedule changes from that step on)",
     "monitor_every_epochs": "kNN monitor every N epochs (and at the end); 0: off",
     "monitor_queries": "test images used as kNN monitor queries",
     "log_every_steps": "console progress line and TensorBoard scalars every N steps",
