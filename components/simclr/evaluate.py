@@ -85,7 +85,20 @@ def extract_features(model, images: np.ndarray, batch_size: int = 256) -> np.nda
         return np.zeros((0, int(model.outputs[0].shape[-1])), np.float32)
     # predict() runs training=False (BatchNorm uses its moving statistics, updates none)
     # and keeps one compiled function per model.
-    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), np.float32)
+    bad_weights = [v.path for v in model.weights if not np.isfinite(np.asarray(v)).all()]
+    if bad_weights:
+        raise UserError(
+            f"the encoder holds non-finite weights ({len(bad_weights)} arrays, e.g. "
+            f"{bad_weights[0]}; its training diverged): nothing to evaluate"
+        )
+    features = np.asarray(model.predict(images, batch_size=batch_size, verbose=0), np.float32)
+    if not np.isfinite(features).all():
+        bad = int((~np.isfinite(features).all(axis=1)).sum())
+        raise UserError(
+            f"the encoder gives non-finite features for {bad} of {len(features)} images "
+            "(its weights diverged): nothing to evaluate"
+        )
+    return features
 
 
 def crop_flip(images, seed: int | Sequence[int], padding: int = 4):
