@@ -406,3 +406,29 @@ def test_task_rejects_a_bad_policy_value(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "grayscale_prob" in lines[0]
     assert not (out / "policy.json").exists()
+
+
+def test_policy_file_not_in_utf8_is_one_line_through_pretrain(real_prepared_data, tmp_path):
+    """issue 19: a Latin-1 policy.json used to end in a UnicodeDecodeError traceback."""
+    from tests.fixtures_train import pretrain_cli
+
+    policy = tmp_path / "policy.json"
+    policy.write_bytes('{"colour_strength_note": "d\u00e9faut", "blur": false}'.encode("latin-1"))
+    with pytest.raises(UserError, match="not a UTF-8 JSON policy file"):
+        aug.load_policy(str(policy))
+    proc = pretrain_cli(
+        [
+            f"--data_dir={real_prepared_data}",
+            f"--output_dir={tmp_path / 'out'}",
+            f"--policy={policy}",
+            "--encoder=resnet18",
+            "--width_multiplier=0.125",
+            "--batch_size=32",
+            "--max_train_examples=64",
+            "--epochs=1",
+        ]
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not a UTF-8 JSON policy file" in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr

@@ -215,7 +215,11 @@ def load_policy(uri: str) -> AugmentPolicy:
     if not storage.exists(uri):
         raise UserError(f"policy file not found: {uri}")
     try:
-        return AugmentPolicy.from_json(storage.read_text(uri))
+        text = storage.read_bytes(uri).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{uri}: not a UTF-8 JSON policy file (byte {err.start})") from None
+    try:
+        return AugmentPolicy.from_json(text)
     except UserError as err:
         raise UserError(f"{uri}: {err}") from None
 
