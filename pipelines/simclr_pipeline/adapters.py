@@ -271,13 +271,14 @@ def tensorboard_markdown(logdir: str, checkpoint_dir: str, live: bool) -> str:
 def _run_task(module_name: str, config_name: str, params: dict, options: Mapping) -> dict:
     module = importlib.import_module(f"simclr.tasks.{module_name}")
     config_cls = getattr(module, config_name)
-    config = config_cls(**config_kwargs(config_cls, params, options))
-    print(f"simclr {module_name}: {config}", flush=True)
     from simclr.errors import UserError
 
     try:
+        # Inside the try: a misspelt or mistyped `*_options` key is the user's mistake too.
+        config = config_cls(**config_kwargs(config_cls, params, options))
+        print(f"simclr {module_name}: {config}", flush=True)
         return module.run(config) or {}
-    except UserError as err:
+    except (UserError, AdapterError) as err:
         # Bad input: one line at the end of the task's log and exit code 2, as the task
         # CLI does, instead of a traceback.
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
