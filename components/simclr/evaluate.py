@@ -89,14 +89,14 @@ def extract_features(model, images: np.ndarray, batch_size: int = 256) -> np.nda
     if bad_weights:
         raise UserError(
             f"the encoder holds non-finite weights ({len(bad_weights)} arrays, e.g. "
-            f"{bad_weights[0]}; its training diverged): nothing to evaluate"
+            f"{bad_weights[0]}): its training diverged"
         )
     features = np.asarray(model.predict(images, batch_size=batch_size, verbose=0), np.float32)
     if not np.isfinite(features).all():
         bad = int((~np.isfinite(features).all(axis=1)).sum())
         raise UserError(
             f"the encoder gives non-finite features for {bad} of {len(features)} images "
-            "(its weights diverged): nothing to evaluate"
+            "(its weights diverged)"
         )
     return features
 
