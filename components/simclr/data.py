@@ -272,15 +272,20 @@ def split_size(data_dir: str, split: str) -> int:
 def record_files(data_dir: str, split: str) -> list[str]:
     """Local paths of the TFRecord files of `split`, in order (localizes gs:// data)."""
     local = local_data_dir(data_dir)
-    manifest = load_manifest(local)
-    entries = _split_entries(manifest, split, data_dir)
+    return verified_files(local, load_manifest(local), split, data_dir)
+
+
+def verified_files(local: str, manifest: dict[str, Any], split: str, where: str) -> list[str]:
+    """The files of `split` under the local dir `local`, each checked by `verify_shard`
+    (also for manifests that `load_manifest` does not read, e.g. image datasets)."""
+    entries = _split_entries(manifest, split, where)
     paths = [os.path.join(local, e["file"]) for e in entries]
     for path, entry in zip(paths, entries, strict=True):
         if not os.path.isfile(path):
             raise UserError(
-                f"{data_dir}: file {os.path.basename(path)} listed in the manifest is missing"
+                f"{where}: file {os.path.basename(path)} listed in the manifest is missing"
             )
-        verify_shard(path, entry, data_dir)
+        verify_shard(path, entry, where)
     return paths
 
 
@@ -491,6 +496,7 @@ __all__: Sequence[str] = (
     "parse_example",
     "read_record_file",
     "record_files",
+    "verified_files",
     "serialize_examples",
     "split_names",
     "split_size",

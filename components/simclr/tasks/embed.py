@@ -103,11 +103,7 @@ def _splits(config: EmbedConfig, manifest: dict[str, Any]) -> list[str]:
 
 
 def _files(local_dir: str, manifest: dict[str, Any], split: str) -> list[str]:
-    paths = [os.path.join(local_dir, f) for f in manifest["splits"][split]["files"]]
-    for path in paths:
-        if not os.path.isfile(path):
-            raise UserError(f"{os.path.basename(path)} listed in the manifest is missing")
-    return paths
+    return data.verified_files(local_dir, manifest, split, local_dir)
 
 
 def _batches_v1(local_dir, manifest, split, batch_size) -> Iterator[tuple]:
