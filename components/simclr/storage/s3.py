@@ -103,7 +103,9 @@ def _add_deadline(client, budget: timeouts.Budget) -> None:
         started = (request_dict.get("context") or {}).get(started_key)
         if not failed or started is None:
             return None
-        worst_next = min(_MAX_BACKOFF_S, 2.0**attempts) + budget.read
+        # standard mode sleeps rand * min(base * 2**(attempts - 1), 20 s), base 1 s for
+        # throttling (50 ms otherwise): the longest sleep, then a whole silent attempt.
+        worst_next = min(_MAX_BACKOFF_S, 2.0 ** (attempts - 1)) + budget.read
         return False if time.monotonic() - started + worst_next > budget.total else None
 
     client.meta.events.register("before-call.s3", mark_start)
@@ -345,3 +347,44 @@ class S3Store(ObjectStore):
         bucket, _ = split(uri)
         if _bucket_exists(bucket) is False:
             raise UserError(f"{uri}: bucket '{bucket}' does not exist")
+
+    # -- conditional writes: If-None-Match: * and If-Match: <ETag> on PutObject (AWS since
+    # 2024, MinIO, moto). A server that ignores them overwrites: run_lock reads back.
+
+    def read_versioned(self, uri: str) -> tuple[bytes, str] | None:
+        from botocore.exceptions import ClientError
+
+        bucket, key = _object(uri)
+        try:
+            with _errors(uri):
+                response = _client().get_object(Bucket=bucket, Key=key)
+                return response["Body"].read(), response["ETag"]
+        except UserError as e:
+            cause = e.__cause__
+            if isinstance(cause, ClientError) and _code(cause)[0] in _NOT_FOUND_CODES:
+                return None
+            raise
+
+    def create_if_absent(self, uri: str, data: bytes) -> str | None:
+        return self._put_if(uri, data, IfNoneMatch="*")
+
+    def replace_if(self, uri: str, data: bytes, token: str) -> str | None:
+        return self._put_if(uri, data, IfMatch=token)
+
+    def _put_if(self, uri: str, data: bytes, **condition: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        bucket, key = _object(uri)
+        try:
+            with _errors(uri):
+                response = _client().put_object(Bucket=bucket, Key=key, Body=data, **condition)
+        except UserError as e:
+            cause = e.__cause__
+            # 412: the condition failed; 409: a concurrent conditional write won; 404: an
+            # If-Match target vanished.
+            if isinstance(cause, ClientError) and (
+                _code(cause)[1] in (409, 412) or _code(cause)[0] in _NOT_FOUND_CODES
+            ):
+                return None
+            raise
+        return response["ETag"]
