@@ -201,3 +201,40 @@ class GcsStore(ObjectStore):
         bucket, _ = split(uri)
         if _bucket_exists(bucket) is False:
             raise UserError(f"{uri}: bucket '{bucket}' does not exist")
+
+    # -- conditional writes: generation preconditions (ifGenerationMatch; 0 = absent)
+
+    def read_versioned(self, uri: str) -> tuple[bytes, str] | None:
+        from google.api_core import exceptions as gexc
+
+        bucket, key = split(uri)
+        with _errors(uri):
+            blob = _client().bucket(bucket).get_blob(key, **_kw())
+            if blob is None:
+                return None
+            # Read before the download: it resets the properties from response headers.
+            generation = blob.generation
+            try:
+                data = blob.download_as_bytes(if_generation_match=generation, **_kw())
+            except (gexc.NotFound, gexc.PreconditionFailed):
+                return None  # replaced or deleted between the two requests: ask again
+        return data, str(generation)
+
+    def create_if_absent(self, uri: str, data: bytes) -> str | None:
+        return self._upload_if(uri, data, 0)
+
+    def replace_if(self, uri: str, data: bytes, token: str) -> str | None:
+        return self._upload_if(uri, data, int(token))
+
+    def _upload_if(self, uri: str, data: bytes, generation: int) -> str | None:
+        from google.api_core import exceptions as gexc
+
+        blob = _blob(uri)
+        try:
+            with _errors(uri):
+                blob.upload_from_string(bytes(data), if_generation_match=generation, **_kw())
+        except UserError as e:
+            if isinstance(e.__cause__, (gexc.PreconditionFailed, gexc.NotFound)):
+                return None
+            raise
+        return str(blob.generation)
