@@ -185,3 +185,66 @@ def test_budget_default_and_derived_timeouts():
     b = timeouts.budget({})
     assert (b.total, b.connect, b.read) == (60.0, 10.0, 20.0)
     assert timeouts.budget({"SIMCLR_STORE_TIMEOUT": "6"}).connect == 2.0
+
+
+def test_store_dying_mid_run_ends_pretrain_in_bounded_time(tiny_prepared_data, tmp_path):
+    """The store goes away while pretrain trains: the next checkpoint upload fails within
+    the budget, shutdown (TensorBoard mirror's final sync, lease release) adds at most a
+    budget each, and the run ends with one line naming an s3:// URI, exit 2."""
+    import boto3
+
+    from tests.fixtures_s3 import TEST_ENV, start_moto_server
+
+    server, endpoint = start_moto_server()
+    try:
+        boto3.client("s3", endpoint_url=endpoint, **_boto_kwargs(TEST_ENV)).create_bucket(
+            Bucket="dying"
+        )
+        env = _store_env("s3", int(endpoint.rsplit(":", 1)[1]))
+        log = tmp_path / "pretrain.log"
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "simclr.tasks.pretrain",
+                f"--data_dir={tiny_prepared_data}",
+                "--output_dir=s3://dying/run",
+                f"--cache_dir={tmp_path / 'cache'}",
+                "--encoder=resnet18",
+                "--width_multiplier=0.125",
+                "--batch_size=32",
+                "--epochs=500",
+                "--monitor_every_epochs=0",
+                "--checkpoint_every_steps=4",
+                "--log_every_steps=1",
+                "--tensorboard_sync_seconds=1",
+            ],
+            stdout=log.open("w"),
+            stderr=(tmp_path / "stderr.log").open("w"),
+            cwd=REPO,
+            env=env,
+        )
+        deadline = time.monotonic() + 180
+        while " step 6/" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    killed = time.monotonic()
+    proc.wait(timeout=300)
+    elapsed = time.monotonic() - killed
+    stderr = (tmp_path / "stderr.log").read_text()
+    assert proc.returncode == 2, stderr[-3000:]
+    line = _assert_one_line_naming(stderr, "s3://dying/run")
+    # the failing upload, then at most the mirror's final sync and the lease release
+    assert elapsed < 4 * BUDGET_S + 10, f"{elapsed:.1f} s"
+    print(f"store died mid-run: exit 2 {elapsed:.1f} s after the kill: {line}")
+
+
+def _boto_kwargs(env: dict[str, str]) -> dict[str, str]:
+    return {
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        "region_name": env["AWS_DEFAULT_REGION"],
+    }
