@@ -444,10 +444,9 @@ class Trainer:
             )
 
     def restore(self) -> int:
-        latest = self.checkpointer.latest()
-        if latest is not None:
-            self.check_resume_settings(latest)
-        path = self.checkpointer.restore_latest()
+        # The settings are checked on the checkpoint actually restored (after any
+        # --checkpoint_fallback past a corrupt newer one), before it is restored.
+        path = self.checkpointer.restore_latest(check=self.check_resume_settings)
         if path is None:
             return 0
         step = int(self.state.step.numpy())
