@@ -45,8 +45,10 @@ def test_pretrained_run_learns_and_writes_outputs(pretrained_run: str, real_prep
     # step 1, 5.71 over steps 60-79 under the official v1 augmentation).
     assert np.mean(losses[-3:]) < losses[0] - 0.2, losses
     assert abs(metrics["final_loss"] - losses[-1]) < 1e-6
+    # One step's accuracy over 512 views is noisy too (measured: 0.021 at step 1; 0.025 to
+    # 0.066 over steps 40-79, one run ending back at 0.021), so the mean of the last three.
     acc = [v for _, v in scalars["train/contrastive_accuracy"]]
-    assert acc[-1] > acc[0]
+    assert np.mean(acc[-3:]) > acc[0], acc
     # kNN monitor: step 0 is the random-init encoder; the trained one beats it.
     knn = dict(scalars["monitor/knn_top1"])
     assert set(knn) >= {0, metrics["steps"]}

@@ -152,6 +152,7 @@ def check_writable(uri: str, what: str) -> None:
     """Writes and deletes a small probe file under `uri`; UserError naming `what` if that
     fails, so a read-only or mistyped location is found before any work is done."""
     probe = join(uri, f".simclr-write-probe-{os.getpid()}")
+    created = [] if is_remote(uri) else _missing_dirs(local_path(uri))
     try:
         if (
             not is_remote(uri)
@@ -161,7 +162,20 @@ def check_writable(uri: str, what: str) -> None:
             raise OSError(f"{uri} is a file, not a directory")
         write_text(probe, "probe")
         delete(probe)
+        # A run that fails later must leave no trace: remove the folders the probe made.
+        for folder in created:
+            os.rmdir(folder)
     except Exception as e:  # noqa: BLE001 - any failure means "cannot write there"
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         reason = reason.replace(f"{probe}: ", "")
         raise UserError(f"{what} {uri} is not writable: {reason}") from None
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """The folders from `path` up that do not exist yet, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
