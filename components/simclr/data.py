@@ -11,7 +11,7 @@ Each record is a `tf.train.Example` with `image` (3072 raw uint8 bytes, HWC) and
 `label` (int64). Image datasets (`simclr.images`, manifest format_version 2) hold
 JPEG/PNG records of varying stored sizes instead; every reader here accepts both:
 `load_arrays` and `make_dataset` decode them and take the centre `image_size` crop
-(evaluation's view), `encoded_training_images` gives pretraining the encoded bytes. The writer builds the serialized examples with numpy from a fixed
+(evaluation's view), `encoded_records` + `crop_pairs` give pretraining its crops. The writer builds the serialized examples with numpy from a fixed
 template (every record has the same length), which makes writing fast and the bytes
 deterministic; `load_arrays` reads them back the same way, without per-image TF ops.
 """
@@ -517,36 +517,64 @@ def read_image_file(path: str, manifest: dict[str, Any]) -> tuple[np.ndarray, np
     return np.concatenate(images), np.concatenate(labels)
 
 
-def encoded_training_images(
-    data_dir: str, split: str, max_examples: int | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """An image dataset's split as its encoded records: (bytes object [N], height int32 [N],
-    width int32 [N]), first N in file order. Pretraining keeps these in memory (the
-    encoded size, not the decoded one) and decodes + crops each picture per step."""
+def encoded_records(data_dir: str, split: str, max_examples: int | None = None) -> Any:
+    """An image dataset's split as a tf.data.Dataset of its records, undecoded:
+    (image bytes, height int32, width int32), the first N in file order. Pretraining
+    keeps these in memory (the encoded size, not the decoded one) and decodes and crops
+    each picture when a step takes it (`crop_pairs`)."""
     import tensorflow as tf
 
     from simclr.images.records import parse_features
 
-    local = local_data_dir(data_dir)
-    encoded, heights, widths = [], [], []
-    ds = tf.data.TFRecordDataset(record_files(local, split))
+    ds = tf.data.TFRecordDataset(record_files(local_data_dir(data_dir), split))
     if max_examples is not None:
         ds = ds.take(max_examples)
-    ds = ds.batch(1024).map(lambda s: tf.io.parse_example(s, parse_features()))
-    try:
-        for batch in ds:
-            encoded.append(batch["image"].numpy())
-            heights.append(batch["height"].numpy())
-            widths.append(batch["width"].numpy())
-    except tf.errors.OpError as err:
-        raise UserError(
-            f"{data_dir}: corrupt TFRecord file: {err.message.splitlines()[0]}"
-        ) from None
-    return (
-        np.concatenate(encoded),
-        np.concatenate(heights).astype(np.int32),
-        np.concatenate(widths).astype(np.int32),
-    )
+
+    def parse(serialized):
+        example = tf.io.parse_example(serialized, parse_features())
+        return (
+            example["image"],
+            tf.cast(example["height"], tf.int32),
+            tf.cast(example["width"], tf.int32),
+        )
+
+    return ds.batch(1024).map(parse).unbatch()
+
+
+def crop_pairs(encoded: Any, height: Any, width: Any, seed: Any, policy: Any, size: int) -> Any:
+    """One stored picture -> uint8 [2, size, size, 3]: two random resized crops, each
+    drawn by `tf.image.stateless_sample_distorted_bounding_box` over the whole picture
+    (the policy's area and aspect ranges; min_object_covered, attempts and fallback as
+    `simclr.augment`'s batched crop), resized bicubically to `size` and flipped with the
+    policy's probability. `seed`: int64 [2]; view k uses (seed[0], 2 * seed[1] + k).
+    The picture is decoded once for both crops."""
+    import tensorflow as tf
+
+    from simclr import augment
+
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    shape = tf.stack([height, width, 3])
+    image = tf.reshape(image, shape)
+
+    def view(k: int):
+        key = tf.stack([seed[0], 2 * seed[1] + k])
+        begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+            shape,
+            bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
+            seed=key,
+            min_object_covered=augment._MIN_OBJECT_COVERED,
+            aspect_ratio_range=(policy.crop_aspect_min, policy.crop_aspect_max),
+            area_range=(policy.crop_area_min, policy.crop_area_max),
+            max_attempts=augment._CROP_ATTEMPTS,
+            use_image_if_no_bounding_boxes=True,
+        )
+        crop = tf.slice(image, begin, extent)
+        pixels = tf.image.resize(crop[None], [size, size], method="bicubic")[0]
+        flip = tf.random.stateless_uniform([], tf.stack([key[1], key[0]])) < policy.flip_prob
+        pixels = tf.cond(flip, lambda: tf.reverse(pixels, [1]), lambda: pixels)
+        return tf.cast(tf.clip_by_value(tf.round(pixels), 0.0, 255.0), tf.uint8)
+
+    return tf.ensure_shape(tf.stack([view(0), view(1)]), [2, size, size, 3])
 
 
 def _read_record_file_tf(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -608,7 +636,8 @@ __all__: Sequence[str] = (
     "balanced_subset",
     "class_counts",
     "indices_sha256",
-    "encoded_training_images",
+    "crop_pairs",
+    "encoded_records",
     "image_size",
     "is_image_dataset",
     "is_labelled",
