@@ -74,12 +74,20 @@ def test_pipeline_signature_defaults_are_the_gpu_preset():
         ("eval_protocols", EvaluateConfig, "protocols"),
         ("baseline", EvaluateConfig, "baseline"),
         ("source", PrepareDataConfig, "source"),
-        ("num_shards", PrepareDataConfig, "num_shards"),
         ("seed", PrepareDataConfig, "seed"),
     ],
 )
 def test_gpu_preset_matches_the_task_defaults(preset_name, config_cls, field):
     assert presets.GPU[preset_name] == _default(config_cls, field)
+
+
+def test_num_shards_is_the_archive_default():
+    # PrepareDataConfig.num_shards is None: 16 for the archive, the TFRecord guide's rule
+    # for image sources (simclr.images.IngestOptions).
+    from simclr.tasks.prepare_data import CIFAR_NUM_SHARDS
+
+    assert _default(PrepareDataConfig, "num_shards") is None
+    assert presets.GPU["num_shards"] == CIFAR_NUM_SHARDS
 
 
 def test_label_fractions_and_cifar_url_match():
