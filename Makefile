@@ -9,6 +9,10 @@ IMAGE_REPO ?= simclr-kfp
 IMAGE_TAG ?= $(shell $(PYTHON) pipelines/simclr_pipeline/source_tag.py)
 CIFAR10_SOURCE ?=
 DEMO_ROOT ?= runs/demo
+# make demo-images: the folder, gs:// / s3:// prefix or CSV/JSONL list, and its settings
+IMAGES ?=
+IMAGE_SIZE ?= 64
+DEMO_IMAGES_ARGS ?= --param batch_size=64
 LOGDIR ?= $(DEMO_ROOT)
 PIPELINE_YAML ?= build/simclr_pipeline.yaml
 PLATFORM ?= kubeflow
@@ -20,7 +24,7 @@ DOCKER ?= $(shell containers/engine.sh cli 2>/dev/null || echo docker)
 BASE_IMAGE ?= python:3.11-slim
 DOCKER_BUILD = DOCKER_BUILDKIT=1 $(DOCKER) build --network=host --build-arg BASE_IMAGE=$(BASE_IMAGE)
 
-.PHONY: help venv test lint demo compile images image-cpu image-gpu run-docker submit tensorboard bench clean
+.PHONY: help venv test lint demo demo-images compile images image-cpu image-gpu run-docker submit tensorboard bench clean
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## //'
@@ -50,6 +54,13 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m simclr_pipeline.cli run-local --preset=demo --root=$(DEMO_ROOT) \
 	  $(if $(CIFAR10_SOURCE),--source=$(CIFAR10_SOURCE),)
+
+## demo-images  the demo on your own images: IMAGES=DIR (a folder, gs:// or s3:// prefix, or a
+##              CSV/JSONL list), IMAGE_SIZE=64, DEMO_IMAGES_ARGS='--param batch_size=64 ...'
+demo-images: $(STAMP)
+	@test -n "$(IMAGES)" || { echo "error: IMAGES=DIR is required (a folder, gs:// or s3:// prefix, or a CSV/JSONL list)" >&2; exit 2; }
+	$(PY) -m simclr_pipeline.cli run-local --preset=demo --root=$(DEMO_ROOT)-images \
+	  --source=$(IMAGES) --param image_size=$(IMAGE_SIZE) $(DEMO_IMAGES_ARGS)
 
 ## compile      write the compiled pipeline to build/simclr_pipeline.yaml (PLATFORM=kubeflow|vertex, IMAGE_REPO=, COMPILE_ARGS=)
 compile: $(STAMP)

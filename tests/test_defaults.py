@@ -61,6 +61,7 @@ def test_pipeline_signature_defaults_are_the_gpu_preset():
     [
         ("encoder", PretrainConfig, "encoder"),
         ("width_multiplier", PretrainConfig, "width_multiplier"),
+        ("stem", PretrainConfig, "stem"),
         ("epochs", PretrainConfig, "epochs"),
         ("batch_size", PretrainConfig, "batch_size"),
         ("learning_rate", PretrainConfig, "learning_rate"),
@@ -74,12 +75,23 @@ def test_pipeline_signature_defaults_are_the_gpu_preset():
         ("eval_protocols", EvaluateConfig, "protocols"),
         ("baseline", EvaluateConfig, "baseline"),
         ("source", PrepareDataConfig, "source"),
-        ("num_shards", PrepareDataConfig, "num_shards"),
         ("seed", PrepareDataConfig, "seed"),
     ],
 )
 def test_gpu_preset_matches_the_task_defaults(preset_name, config_cls, field):
     assert presets.GPU[preset_name] == _default(config_cls, field)
+
+
+def test_num_shards_and_image_size_are_the_archive_defaults():
+    # PrepareDataConfig.num_shards is None: 16 for the archive, the TFRecord guide's rule
+    # for image sources (simclr.images.IngestOptions).
+    from simclr.tasks.prepare_data import CIFAR_IMAGE_SIZE, CIFAR_NUM_SHARDS
+
+    assert _default(PrepareDataConfig, "num_shards") is None
+    assert presets.GPU["num_shards"] == CIFAR_NUM_SHARDS
+    # image_size unset is 32, the archive's size (and the pipeline's default)
+    assert _default(PrepareDataConfig, "image_size") is None
+    assert presets.GPU["image_size"] == CIFAR_IMAGE_SIZE
 
 
 def test_label_fractions_and_cifar_url_match():

@@ -135,6 +135,8 @@ def test_save_and_load_round_trip_in_fresh_process(tmp_path):
         "encoder": "resnet18",
         "width_multiplier": 0.125,
         "feature_dim": 64,
+        "image_size": 32,
+        "stem": "cifar",
         "epochs": 3,
         "temperature": 0.5,
     }

@@ -208,6 +208,32 @@ def _check(ok: bool, name: str, value: Any, rule: str) -> None:
         raise PolicyError(name, f"policy field {name} {rule}, got {value!r}")
 
 
+CIFAR_POLICY_MAX_SIZE = 32  # at or below: the CIFAR-10 policy; above: the ImageNet preset
+
+
+def default_policy(image_size: int) -> AugmentPolicy:
+    """The policy used when none is given: SimCLR's CIFAR-10 policy (the defaults) at
+    <= 32 px, else the paper's ImageNet recipe (arXiv 2002.05709, appendix A; the
+    official code's defaults): colour strength 1.0, Gaussian blur on (probability 0.5,
+    sigma 0.1-2.0, kernel 10% of the side)."""
+    if int(image_size) <= CIFAR_POLICY_MAX_SIZE:
+        return AugmentPolicy()
+    return AugmentPolicy(color_jitter_strength=1.0, blur=True, blur_kernel_fraction=0.1)
+
+
+def without_crop(policy: AugmentPolicy) -> AugmentPolicy:
+    """`policy` for views whose crop and flip were already taken (`augment_crops`): the
+    whole-image box (a same-size bicubic resize is the identity) and no flip."""
+    return dataclasses.replace(
+        policy,
+        crop_area_min=1.0,
+        crop_area_max=1.0,
+        crop_aspect_min=1.0,
+        crop_aspect_max=1.0,
+        flip_prob=0.0,
+    )
+
+
 def load_policy(uri: str) -> AugmentPolicy:
     """Reads a policy JSON file (local or gs://)."""
     from simclr import storage  # imported here: the training step needs no storage client
@@ -403,8 +429,22 @@ def _resampling_matrix(index: tf.Tensor, weights: tf.Tensor, n_in: int) -> tf.Te
 
 
 def _crop_flip_resize(images: tf.Tensor, draws: tf.Tensor, policy: AugmentPolicy) -> tf.Tensor:
+    if _whole_square_unflipped(images, policy):
+        # The box is the whole (square) image and the bicubic taps at scale 1 are
+        # (0, 1, 0, 0): the resampling is the identity, so skip its matrix products.
+        return tf.cast(images, tf.float32) * (1.0 / 255.0)
     boxes = _crop_boxes(draws, policy, images.shape[1], images.shape[2])
     return crop_resize(images, boxes, draws[:, _FLIP_COL] < policy.flip_prob)
+
+
+def _whole_square_unflipped(images: tf.Tensor, policy: AugmentPolicy) -> bool:
+    return (
+        images.shape[1] == images.shape[2]
+        and policy.crop_area_min == 1.0
+        and policy.crop_aspect_min == 1.0
+        and policy.crop_aspect_max == 1.0
+        and policy.flip_prob == 0.0
+    )
 
 
 # --------------------------------------------------------------------- colour jitter
@@ -655,6 +695,23 @@ def augment_pair(
     # Two batches of B rather than one of 2B: measured ~15% faster on CPU (cache).
     return _augment_batch(images, policy, _fold(key, 1)), _augment_batch(
         images, policy, _fold(key, 2)
+    )
+
+
+def augment_crops(
+    crops: tf.Tensor, policy: AugmentPolicy, seed: int | tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The two views of pre-cropped pairs: uint8 [B, 2, H, W, 3], crop k of image i
+    already drawn (and flipped) from the policy's crop distribution over the whole
+    stored picture (training on image datasets, `simclr.data.crop_pairs`); the rest of
+    the policy (colour, grayscale, blur) as `augment_pair`, with its seed folding."""
+    crops = tf.convert_to_tensor(crops)
+    if crops.dtype != tf.uint8 or crops.shape.rank != 5 or crops.shape[1] != 2:
+        raise ValueError(f"crops must be uint8 [B,2,H,W,3], got {crops.dtype} {crops.shape}")
+    rest = without_crop(policy)
+    key = _seed_key(seed)
+    return _augment_batch(crops[:, 0], rest, _fold(key, 1)), _augment_batch(
+        crops[:, 1], rest, _fold(key, 2)
     )
 
 

@@ -8,7 +8,10 @@ Layout of a data directory (local or gs://):
     label_0.01.tfrecord ...            # class-balanced labelled subsets of train
 
 Each record is a `tf.train.Example` with `image` (3072 raw uint8 bytes, HWC) and
-`label` (int64). The writer builds the serialized examples with numpy from a fixed
+`label` (int64). Image datasets (`simclr.images`, manifest format_version 2) hold
+JPEG/PNG records of varying stored sizes instead; every reader here accepts both:
+`load_arrays` and `make_dataset` decode them and take the centre `image_size` crop
+(evaluation's view), `encoded_records` + `crop_pairs` give pretraining its crops. The writer builds the serialized examples with numpy from a fixed
 template (every record has the same length), which makes writing fast and the bytes
 deterministic; `load_arrays` reads them back the same way, without per-image TF ops.
 """
@@ -27,6 +30,8 @@ from simclr import storage
 from simclr.errors import UserError
 
 FORMAT_VERSION = 1
+IMAGE_FORMAT_VERSION = 2  # simclr.images datasets (simclr.images.manifest)
+ENCODED_FORMATS = ("jpeg", "png")
 IMAGE_SHAPE = (32, 32, 3)
 IMAGE_BYTES = 32 * 32 * 3
 MANIFEST = "manifest.json"
@@ -221,14 +226,48 @@ def load_manifest(data_dir: str) -> dict[str, Any]:
         manifest = json.loads(text)
     except json.JSONDecodeError as err:
         raise UserError(f"{uri}: corrupt manifest: {err}") from None
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
-        version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version not in (FORMAT_VERSION, IMAGE_FORMAT_VERSION):
         raise UserError(
-            f"{uri}: unsupported manifest format_version {version!r} (expected {FORMAT_VERSION})"
+            f"{uri}: unsupported manifest format_version {version!r} (expected "
+            f"{FORMAT_VERSION} or {IMAGE_FORMAT_VERSION})"
         )
-    if manifest.get("image_format") != "raw_uint8" or "splits" not in manifest:
+    if "splits" not in manifest:
+        raise UserError(f"{uri}: corrupt manifest: missing splits")
+    if version == FORMAT_VERSION and manifest.get("image_format") != "raw_uint8":
         raise UserError(f"{uri}: corrupt manifest: missing splits or image_format raw_uint8")
+    if version == IMAGE_FORMAT_VERSION and not (
+        manifest.get("image_format") in ENCODED_FORMATS
+        and isinstance(manifest.get("image_size"), int)
+        and isinstance(manifest.get("stored_size"), int)
+        and 0 < manifest["image_size"] <= manifest["stored_size"]
+    ):
+        raise UserError(
+            f"{uri}: corrupt manifest: an image dataset needs image_format jpeg or png "
+            "and image_size <= stored_size"
+        )
     return manifest
+
+
+def is_image_dataset(manifest: dict[str, Any]) -> bool:
+    """True for `simclr.images` datasets (encoded pictures), False for CIFAR-10 raw records."""
+    return manifest.get("format_version") == IMAGE_FORMAT_VERSION
+
+
+def is_labelled(manifest: dict[str, Any]) -> bool:
+    """Whether the records carry class labels (the label protocols need them).
+
+    The rule (docs/design.md, "Your own images"): labelled unless the manifest says
+    `"labelled": false`, and only with at least one class name. The CIFAR-10 manifest
+    (format_version 1) has no `labelled` key and ten class names: labelled. An unlabelled
+    image dataset writes `"labelled": false`, `"class_names": []`, labels -1.
+    """
+    return bool(manifest.get("labelled", True)) and bool(manifest.get("class_names"))
+
+
+def image_size(manifest: dict[str, Any]) -> int:
+    """The training resolution: the manifest's `image_size` (32 for CIFAR-10)."""
+    return int(manifest.get("image_size", IMAGE_SHAPE[0]))
 
 
 def local_data_dir(data_dir: str, cache_root: str | None = None) -> str:
@@ -375,7 +414,8 @@ def make_dataset(
     cache: bool = True,
     drop_remainder: bool = False,
 ) -> Any:
-    """A tf.data.Dataset of (image uint8 [32,32,3], label int64), batched if batch_size.
+    """A tf.data.Dataset of (image uint8 [32,32,3], label int64), batched if batch_size
+    (image datasets: the centre image_size crop of each stored picture, label -1 if none).
 
     - Order: the files' order (source order) unless `shuffle`; with `shuffle`, a full
       shuffle seeded by `seed`, reshuffled each epoch, the same sequence every run.
@@ -406,7 +446,9 @@ def make_dataset(
     if pipelines > 1 and not shard_files:
         ds = ds.shard(pipelines, input_context.input_pipeline_id)
     # Parse in batches (one vectorized op per 256 records), then back to examples.
-    ds = ds.batch(256).map(_parse_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    manifest = load_manifest(local)
+    parse = _decode_centre(manifest) if is_image_dataset(manifest) else _parse_batch
+    ds = ds.batch(256).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.unbatch()
     if cache:
         ds = ds.cache()
@@ -433,6 +475,106 @@ def read_record_file(path: str) -> tuple[np.ndarray, np.ndarray]:
             if parsed is not None:
                 return parsed
     return _read_record_file_tf(path)
+
+
+def _decode_centre(manifest: dict[str, Any]):
+    """serialized [N] -> (uint8 [N, S, S, 3] centre crops, labels): evaluation's view of
+    stored pictures (`simclr.export.decode_images`; their shorter side is already
+    stored_size, so no resize)."""
+    import tensorflow as tf
+
+    from simclr.export import decode_images
+    from simclr.images.records import parse_features
+
+    size, stored = image_size(manifest), int(manifest["stored_size"])
+
+    def parse(serialized):
+        example = tf.io.parse_example(serialized, parse_features())
+        return decode_images(example["image"], size, stored), example["label"]
+
+    return parse
+
+
+def read_image_file(path: str, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """One local shard of an image dataset -> (uint8 [N, S, S, 3], int64 [N] (-1: no label))."""
+    import tensorflow as tf
+
+    size = image_size(manifest)
+    images, labels = [], []
+    dataset = (
+        tf.data.TFRecordDataset(path)
+        .batch(256)
+        .map(_decode_centre(manifest), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    )
+    try:
+        for x, y in dataset:
+            images.append(x.numpy())
+            labels.append(y.numpy())
+    except tf.errors.OpError as err:
+        raise UserError(f"{path}: corrupt TFRecord file: {err.message.splitlines()[0]}") from None
+    if not images:
+        return np.zeros((0, size, size, 3), np.uint8), np.zeros((0,), np.int64)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def encoded_records(data_dir: str, split: str, max_examples: int | None = None) -> Any:
+    """An image dataset's split as a tf.data.Dataset of its records, undecoded:
+    (image bytes, height int32, width int32), the first N in file order. Pretraining
+    keeps these in memory (the encoded size, not the decoded one) and decodes and crops
+    each picture when a step takes it (`crop_pairs`)."""
+    import tensorflow as tf
+
+    from simclr.images.records import parse_features
+
+    ds = tf.data.TFRecordDataset(record_files(local_data_dir(data_dir), split))
+    if max_examples is not None:
+        ds = ds.take(max_examples)
+
+    def parse(serialized):
+        example = tf.io.parse_example(serialized, parse_features())
+        return (
+            example["image"],
+            tf.cast(example["height"], tf.int32),
+            tf.cast(example["width"], tf.int32),
+        )
+
+    return ds.batch(1024).map(parse).unbatch()
+
+
+def crop_pairs(encoded: Any, height: Any, width: Any, seed: Any, policy: Any, size: int) -> Any:
+    """One stored picture -> uint8 [2, size, size, 3]: two random resized crops, each
+    drawn by `tf.image.stateless_sample_distorted_bounding_box` over the whole picture
+    (the policy's area and aspect ranges; min_object_covered, attempts and fallback as
+    `simclr.augment`'s batched crop), resized bicubically to `size` and flipped with the
+    policy's probability. `seed`: int64 [2]; view k uses (seed[0], 2 * seed[1] + k).
+    The picture is decoded once for both crops."""
+    import tensorflow as tf
+
+    from simclr import augment
+
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    shape = tf.stack([height, width, 3])
+    image = tf.reshape(image, shape)
+
+    def view(k: int):
+        key = tf.stack([seed[0], 2 * seed[1] + k])
+        begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+            shape,
+            bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
+            seed=key,
+            min_object_covered=augment._MIN_OBJECT_COVERED,
+            aspect_ratio_range=(policy.crop_aspect_min, policy.crop_aspect_max),
+            area_range=(policy.crop_area_min, policy.crop_area_max),
+            max_attempts=augment._CROP_ATTEMPTS,
+            use_image_if_no_bounding_boxes=True,
+        )
+        crop = tf.slice(image, begin, extent)
+        pixels = tf.image.resize(crop[None], [size, size], method="bicubic")[0]
+        flip = tf.random.stateless_uniform([], tf.stack([key[1], key[0]])) < policy.flip_prob
+        pixels = tf.cond(flip, lambda: tf.reverse(pixels, [1]), lambda: pixels)
+        return tf.cast(tf.clip_by_value(tf.round(pixels), 0.0, 255.0), tf.uint8)
+
+    return tf.ensure_shape(tf.stack([view(0), view(1)]), [2, size, size, 3])
 
 
 def _read_record_file_tf(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -468,8 +610,14 @@ def load_arrays(
             x, y = x[keep], y[keep]
         return x, y
     images, labels, total = [], [], 0
-    for path in record_files(local_data_dir(data_dir), split):
-        x, y = read_record_file(path)
+    local = local_data_dir(data_dir)
+    manifest = load_manifest(local)
+    for path in record_files(local, split):
+        x, y = (
+            read_image_file(path, manifest)
+            if is_image_dataset(manifest)
+            else read_record_file(path)
+        )
         images.append(x)
         labels.append(y)
         total += len(y)
@@ -488,12 +636,18 @@ __all__: Sequence[str] = (
     "balanced_subset",
     "class_counts",
     "indices_sha256",
+    "crop_pairs",
+    "encoded_records",
+    "image_size",
+    "is_image_dataset",
+    "is_labelled",
     "load_arrays",
     "load_manifest",
     "local_data_dir",
     "make_dataset",
     "manifest_json",
     "parse_example",
+    "read_image_file",
     "read_record_file",
     "record_files",
     "verified_files",

@@ -1,7 +1,9 @@
-"""ResNet encoders with the CIFAR stem, the SimCLR projection head, encoder export.
+"""ResNet encoders (CIFAR or ImageNet stem), the SimCLR projection head, encoder export.
 
-Architecture as google-research/simclr ``tf2/resnet.py`` with ``cifar_stem=True``
-(3x3 stride-1 stem conv, no max-pool), post-activation ("v1.5": the stride sits on
+Architecture as google-research/simclr ``tf2/resnet.py``: with ``cifar_stem=True``
+(3x3 stride-1 stem conv, no max-pool) for images of at most 32 px, else the ImageNet
+stem (7x7 stride-2 conv, BatchNorm + ReLU, 3x3 stride-2 max-pool "SAME"), as
+``tf2/model.py`` decides (``cifar_stem=image_size <= 32``); ``stem=`` overrides. Post-activation ("v1.5": the stride sits on
 the 3x3 conv of a bottleneck), zero-initialised gamma on the last BatchNorm of each
 residual block, explicit symmetric padding before strided convs, BatchNorm momentum
 0.9 and epsilon 1e-5. Shortcuts are projections (1x1 conv + BN) where the shape
@@ -9,8 +11,8 @@ changes and identities otherwise (as in He et al.; for ResNet-50 the same as the
 reference, which projects in the first block of every stage).
 
 The graphs hold only built-in Keras layers, so saved ``.keras`` files load without
-custom objects. Inputs are float32 [B, 32, 32, 3] in [0, 1], with no mean/std
-normalisation (as SimCLR).
+custom objects. Inputs are float32 [B, S, S, 3] in [0, 1] (S = image_size, 32 by
+default), with no mean/std normalisation (as SimCLR).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from simclr import storage
 from simclr.errors import UserError
 
 ENCODERS = ("resnet18", "resnet34", "resnet50")
+STEMS = ("auto", "cifar", "imagenet")
+CIFAR_STEM_MAX_SIZE = 32  # tf2/model.py: cifar_stem = image_size <= 32
 IMAGE_SHAPE = (32, 32, 3)
 ENCODER_FILE = "encoder.keras"
 CONFIG_FILE = "config.json"
@@ -102,15 +106,28 @@ class _Builder:
         return keras.layers.ReLU(name=f"{self.prefix}{name}_out")(x)
 
 
+def resolve_stem(stem: str, image_size: int) -> str:
+    """ "cifar" or "imagenet": `stem`, or for "auto" the official rule (CIFAR stem at <= 32 px)."""
+    if stem not in STEMS:
+        raise UserError(f"--stem must be one of {', '.join(STEMS)}, got {stem!r}")
+    if stem != "auto":
+        return stem
+    return "cifar" if int(image_size) <= CIFAR_STEM_MAX_SIZE else "imagenet"
+
+
 def build_encoder(
     name: str = "resnet50",
     width_multiplier: float = 1.0,
     *,
+    image_size: int = 32,
+    stem: str = "auto",
     sync_batchnorm: bool = False,
     name_prefix: str | None = None,
 ) -> keras.Model:
-    """Returns a ResNet encoder: float32 [B,32,32,3] in [0,1] -> [B, D] float32.
+    """Returns a ResNet encoder: float32 [B,S,S,3] in [0,1] -> [B, D] float32 (S = image_size).
 
+    ``stem``: "cifar", "imagenet" or "auto" (`resolve_stem`); recorded, with image_size,
+    in ``simclr_spec`` (and so in the saved encoder's config.json).
     D = 2048*w for resnet50 and 512*w for resnet18/34 (channels max(1, round(c*w))).
     ``sync_batchnorm`` synchronises BatchNorm statistics across replicas (set it
     when the strategy has more than one replica). ``name_prefix`` prefixes every
@@ -125,9 +142,16 @@ def build_encoder(
     prefix = name_prefix or ""
     b = _Builder(prefix, sync_batchnorm)
 
-    inputs = keras.Input(shape=IMAGE_SHAPE, dtype="float32", name=f"{prefix}images")
-    x = b.conv(inputs, _channels(64, width_multiplier), 3, 1, "stem_conv")
-    x = b.bn(x, "stem_bn")
+    if int(image_size) < 1:
+        raise UserError(f"image_size must be >= 1, got {image_size}")
+    stem = resolve_stem(stem, image_size)
+    shape = (int(image_size), int(image_size), 3)
+    inputs = keras.Input(shape=shape, dtype="float32", name=f"{prefix}images")
+    if stem == "cifar":
+        x = b.bn(b.conv(inputs, _channels(64, width_multiplier), 3, 1, "stem_conv"), "stem_bn")
+    else:
+        x = b.bn(b.conv(inputs, _channels(64, width_multiplier), 7, 2, "stem_conv"), "stem_bn")
+        x = keras.layers.MaxPooling2D(3, 2, padding="same", name=f"{prefix}stem_pool")(x)
     block = b.bottleneck_block if bottleneck else b.basic_block
     for stage, (n_blocks, filters) in enumerate(zip(blocks, _STAGE_FILTERS, strict=True), start=1):
         for i in range(n_blocks):
@@ -140,7 +164,12 @@ def build_encoder(
     outputs = keras.layers.GlobalAveragePooling2D(dtype="float32", name=f"{prefix}pool")(x)
     model = keras.Model(inputs, outputs, name=f"{prefix}{name}")
     # Read by save_encoder for config.json (a plain attribute; not serialised).
-    model.simclr_spec = {"encoder": name, "width_multiplier": float(width_multiplier)}
+    model.simclr_spec = {
+        "encoder": name,
+        "width_multiplier": float(width_multiplier),
+        "image_size": int(image_size),
+        "stem": stem,
+    }
     return model
 
 
@@ -187,8 +216,9 @@ def build_projection_head(
 
 
 def make_image_encoder(encoder: keras.Model) -> keras.Model:
-    """Wraps ``encoder`` for export: uint8 [N,32,32,3] -> representation (float32)."""
-    images = keras.Input(shape=IMAGE_SHAPE, dtype="uint8", name="images_uint8")
+    """Wraps ``encoder`` for export: uint8 [N,S,S,3] (its input size) -> representation."""
+    shape = tuple(encoder.inputs[0].shape[1:])
+    images = keras.Input(shape=shape, dtype="uint8", name="images_uint8")
     x = keras.layers.Rescaling(1.0 / 255.0, dtype="float32", name="to_unit_range")(images)
     outputs = encoder(x)
     return keras.Model(images, outputs, name="image_encoder")

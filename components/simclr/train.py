@@ -80,12 +80,17 @@ def _prepare(config: PretrainConfig) -> tuple[Plan, dict, Any]:
     validate_flags(config)
     manifest = data.load_manifest(config.data_dir)
     plan = make_plan(config, manifest)
-    from simclr.augment import AugmentPolicy, load_policy
-
-    policy = load_policy(config.policy) if config.policy else AugmentPolicy()
+    policy = training_policy(config, plan)
     policy.validate()
     _check_output_locations(config, plan)
     return plan, manifest, policy
+
+
+def training_policy(config: PretrainConfig, plan: Plan):
+    """--policy, or the preset for the data's image size (CIFAR-10 <= 32 px, else ImageNet)."""
+    from simclr.augment import default_policy, load_policy
+
+    return load_policy(config.policy) if config.policy else default_policy(plan.image_size)
 
 
 def _check_output_locations(config: PretrainConfig, plan: Plan) -> None:
@@ -123,23 +128,38 @@ def _numerics(config: PretrainConfig, kind: str) -> tuple[str, bool]:
 def make_input(strategy, local_dir: str, plan: Plan, config: PretrainConfig, start_step: int):
     """A distributed iterator over per-replica uint8 batches, from global step `start_step`.
 
-    Each input pipeline holds the training images in memory (CIFAR-10: 150 MB). The
-    image order is an endless stream of epochs, each a stateless permutation of
-    (seed, epoch), cut into global batches of `batch_size` (a batch may straddle two
-    epochs, as the official code's repeat-then-batch); each pipeline gathers only its
-    own slice of each global batch, then splits that into per-replica batches. So the
-    global batch of a step depends on (seed, step) alone, not on the number of workers
-    or replicas, and a resume just skips the images already used in its epoch.
+    CIFAR-10 records: batches [B, 32, 32, 3] that the step's batched augmentation crops.
+    Image datasets (`simclr.images`): batches of crop pairs [B, 2, S, S, 3], each crop
+    drawn per image in tf.data over the whole stored picture (`data.crop_pairs`), for
+    `augment.augment_crops` to finish on the device (docs/design.md, "Your own images").
+
+    Each input pipeline holds the training images in memory (CIFAR-10: 150 MB; image
+    datasets: their encoded bytes). The image order is an endless stream of epochs,
+    each a stateless permutation of (seed, epoch), cut into global batches of
+    `batch_size` (a batch may straddle two epochs, as the official code's
+    repeat-then-batch); each pipeline gathers only its own slice of each global batch,
+    then splits that into per-replica batches. So the global batch of a step (and, for
+    image datasets, each crop: seeded by (seed, step, position in the global batch))
+    depends on (seed, step) alone, not on the number of workers or replicas, and a
+    resume just skips the images already used in its epoch.
     """
     import tensorflow as tf
 
     global_batch, n = config.batch_size, plan.num_examples
     start_epoch, skip = divmod(start_step * global_batch, n)
     end_epoch = -(-plan.total_steps * global_batch // n)  # the epochs the schedule touches
+    images_in_records = data.is_image_dataset(data.load_manifest(local_dir))
+    policy = training_policy(config, plan) if images_in_records else None
+
+    def source() -> tf.data.Dataset:
+        """One element: every training image (decoded CIFAR pixels, or encoded records)."""
+        if images_in_records:
+            return data.encoded_records(local_dir, "train", max_examples=n).batch(n).cache()
+        base = data.make_dataset(local_dir, "train", max_examples=n, cache=False)
+        return base.map(lambda image, label: image).batch(n).cache()
 
     def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-        base = data.make_dataset(local_dir, "train", max_examples=n, cache=False)
-        all_images = base.map(lambda image, label: image).batch(n).cache()  # one element
+        all_images = source()
         per_pipeline = global_batch // ctx.num_input_pipelines
         first = ctx.input_pipeline_id * per_pipeline
 
@@ -151,14 +171,44 @@ def make_input(strategy, local_dir: str, plan: Plan, config: PretrainConfig, sta
 
         order = tf.data.Dataset.range(start_epoch, end_epoch).flat_map(epoch_order).skip(skip)
         batches = order.batch(global_batch, drop_remainder=True).take(plan.total_steps - start_step)
-        ds = tf.data.Dataset.zip(batches, all_images.repeat()).map(
-            lambda idx, images: tf.gather(images, idx[first : first + per_pipeline])
-        )
-        ds = ds.unbatch().batch(ctx.get_per_replica_batch_size(global_batch), drop_remainder=True)
+        if images_in_records:
+            ds = _crop_pairs_input(batches, all_images, start_step, first, per_pipeline)
+        else:
+            ds = tf.data.Dataset.zip(batches, all_images.repeat()).map(
+                lambda idx, images: tf.gather(images, idx[first : first + per_pipeline])
+            )
+            ds = ds.unbatch()
+        ds = ds.batch(ctx.get_per_replica_batch_size(global_batch), drop_remainder=True)
         options = tf.data.Options()
         options.deterministic = True
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+    def _crop_pairs_input(batches, records, start, first, count):
+        """Per image of this pipeline's slice: (bytes, h, w, crop seed) -> crop pair."""
+        steps = tf.data.Dataset.range(start, plan.total_steps)
+
+        def take(step, idx, record):
+            encoded, heights, widths = record
+            mine = idx[first : first + count]
+            position = tf.range(first, first + count, dtype=tf.int64)
+            # Unique per (step, position in the global batch); crop_pairs adds the view.
+            stream = step * global_batch + position
+            seeds = tf.stack([tf.fill([count], tf.cast(config.seed, tf.int64)), stream], 1)
+            return (
+                tf.gather(encoded, mine),
+                tf.gather(heights, mine),
+                tf.gather(widths, mine),
+                seeds,
+            )
+
+        size = plan.image_size
+        ds = tf.data.Dataset.zip(steps, batches, records.repeat()).map(take).unbatch()
+        return ds.map(
+            lambda e, h, w, seed: data.crop_pairs(e, h, w, seed, policy, size),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
 
     return iter(strategy.distribute_datasets_from_function(dataset_fn))
 
@@ -189,7 +239,13 @@ def build_state(strategy, config: PretrainConfig, plan: Plan, precision: str) ->
     keras.config.set_dtype_policy(policy[precision])
     try:
         with strategy.scope():
-            encoder = build_encoder(config.encoder, config.width_multiplier, sync_batchnorm=sync_bn)
+            encoder = build_encoder(
+                config.encoder,
+                config.width_multiplier,
+                image_size=plan.image_size,
+                stem=config.stem,
+                sync_batchnorm=sync_bn,
+            )
             head = build_projection_head(
                 int(encoder.outputs[0].shape[-1]),
                 output_dim=config.projection_dim,
@@ -229,6 +285,8 @@ def build_state(strategy, config: PretrainConfig, plan: Plan, precision: str) ->
 def run_settings(config: PretrainConfig, plan: Plan, precision: str) -> dict[str, Any]:
     import numpy as np
 
+    from simclr.model import resolve_stem
+
     c = config
     return {
         "seed": np.int64(c.seed),
@@ -247,6 +305,8 @@ def run_settings(config: PretrainConfig, plan: Plan, precision: str) -> dict[str
         "temperature": np.float64(c.temperature),
         "precision": precision,
         "policy": c.policy,
+        "image_size": np.int64(plan.image_size),
+        "stem": resolve_stem(c.stem, plan.image_size),
     }
 
 
@@ -315,7 +375,10 @@ def make_train_step(strategy, state: TrainState, config: PretrainConfig, policy,
     )
     variables = state.encoder.trainable_variables + state.head.trainable_variables
     watched = state.encoder.variables + state.head.variables  # + BatchNorm moving stats
-    augment = tf.function(lambda x, s: augment_pair(x, policy, s), jit_compile=jit)
+    from simclr.augment import augment_crops  # image datasets: [B, 2, S, S, 3] crop pairs
+
+    views = lambda x, s: (augment_crops if x.shape.rank == 5 else augment_pair)(x, policy, s)  # noqa: E731
+    augment = tf.function(views, jit_compile=jit)
 
     def replica_step(images, step, stop):
         ctx = tf.distribute.get_replica_context()
@@ -404,7 +467,7 @@ class Trainer:
         )
         self.knn = (
             KnnMonitor(self.local_data, manifest, config.monitor_queries)
-            if config.monitor_every_epochs
+            if config.monitor_every_epochs and data.is_labelled(manifest)
             else None
         )
         self.throughput = Throughput(config.batch_size)

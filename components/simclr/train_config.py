@@ -21,6 +21,7 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu"
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 JIT_CHOICES = ("auto", "true", "false")
 LR_SCALINGS = ("linear", "sqrt", "none")
+STEMS = ("auto", "cifar", "imagenet")  # = simclr.model.STEMS (no Keras import here)
 # Exit code of a run stopped by SIGTERM after writing its checkpoint (128 + SIGTERM, as
 # a shell reports it): non-zero so KFP/Vertex retry the task, which then resumes.
 PREEMPTED_EXIT_CODE = 143
@@ -37,6 +38,7 @@ class PretrainConfig:
     checkpoint_dir: str = ""  # "" = OUTPUT_DIR/checkpoints
     encoder: str = "resnet50"
     width_multiplier: float = 1.0
+    stem: str = "auto"  # auto: CIFAR stem for image_size <= 32, else ImageNet (tf2/model.py)
     epochs: int = 1000
     batch_size: int = 1024  # global batch
     learning_rate: float = 1.0  # before --lr_scaling
@@ -91,6 +93,7 @@ class Plan:
     base_learning_rate: float  # after scaling
     checkpoint_dir: str
     tensorboard_dir: str
+    image_size: int = 32  # the data's training resolution (manifest image_size)
 
     def epochs_completed(self, step: int) -> int:
         """Whole epochs of the image stream consumed after `step` steps."""
@@ -135,6 +138,7 @@ def validate_flags(config: PretrainConfig) -> None:
     _choice(c, "precision", PRECISIONS)
     _choice(c, "jit_compile", JIT_CHOICES)
     _choice(c, "lr_scaling", LR_SCALINGS)
+    _choice(c, "stem", STEMS)
     positive = {
         "width_multiplier": c.width_multiplier, "epochs": c.epochs, "batch_size": c.batch_size,
         "learning_rate": c.learning_rate, "temperature": c.temperature,
@@ -191,6 +195,7 @@ def make_plan(config: PretrainConfig, manifest: dict[str, Any]) -> Plan:
         base_learning_rate=scaled_learning_rate(c.learning_rate, c.batch_size, c.lr_scaling),
         checkpoint_dir=c.checkpoint_dir or storage.join(c.output_dir, "checkpoints"),
         tensorboard_dir=c.tensorboard_dir or storage.join(c.output_dir, "tensorboard"),
+        image_size=int(manifest.get("image_size", 32)),
     )
 
 

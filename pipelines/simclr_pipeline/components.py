@@ -71,9 +71,11 @@ def prepare_data(
     num_shards: int,
     label_fractions: str,
     seed: int,
+    image_size: int,
     options: dict,
 ) -> None:
-    """Reads a CIFAR-10 archive and writes TFRecord shards and manifest.json."""
+    """Reads a CIFAR-10 archive, or a folder / bucket prefix / CSV or JSONL list of images,
+    and writes TFRecord shards and manifest.json."""
     from simclr_pipeline import adapters
 
     adapters.prepare_data(
@@ -83,6 +85,7 @@ def prepare_data(
         num_shards=num_shards,
         label_fractions=label_fractions,
         seed=seed,
+        image_size=image_size,
         options=options,
     )
 
@@ -110,6 +113,7 @@ def pretrain(
     tensorboard: Output[Markdown],
     encoder: str,
     width_multiplier: float,
+    stem: str,
     epochs: int,
     batch_size: int,
     learning_rate: float,
@@ -141,6 +145,7 @@ def pretrain(
         options=options,
         encoder=encoder,
         width_multiplier=width_multiplier,
+        stem=stem,
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,

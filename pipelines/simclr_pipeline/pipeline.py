@@ -229,9 +229,11 @@ def build_pipeline(options: PipelineOptions | None = None):
         num_shards: int = d["num_shards"],
         label_fractions: str = d["label_fractions"],
         seed: int = d["seed"],
+        image_size: int = d["image_size"],
         augment_options: dict = {},  # noqa: B006  (KFP's way to declare a dict parameter)
         encoder: str = d["encoder"],
         width_multiplier: float = d["width_multiplier"],
+        stem: str = d["stem"],
         epochs: int = d["epochs"],
         batch_size: int = d["batch_size"],
         learning_rate: float = d["learning_rate"],
@@ -256,6 +258,7 @@ def build_pipeline(options: PipelineOptions | None = None):
             num_shards=num_shards,
             label_fractions=label_fractions,
             seed=seed,
+            image_size=image_size,
             options={},
         ).set_display_name("prepare data")
         data.set_caching_options(True)
@@ -273,6 +276,7 @@ def build_pipeline(options: PipelineOptions | None = None):
             run_id=RUN_ID,
             encoder=encoder,
             width_multiplier=width_multiplier,
+            stem=stem,
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,

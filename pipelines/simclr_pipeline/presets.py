@@ -19,8 +19,12 @@ GPU: dict[str, Any] = {
     "num_shards": 16,
     "label_fractions": "0.01,0.1",
     "seed": 0,
+    # The training resolution (the CIFAR-10 archive: 32 only) and the encoder stem (auto:
+    # CIFAR stem at <= 32 px, ImageNet stem above).
+    "image_size": 32,
     "encoder": "resnet50",
     "width_multiplier": 1.0,
+    "stem": "auto",
     "epochs": 1000,
     "batch_size": 1024,
     "learning_rate": 1.0,

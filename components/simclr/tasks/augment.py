@@ -107,9 +107,10 @@ def config_from_flags(values: flags.FlagValues) -> AugmentConfig:
 
 def build_policy(config: AugmentConfig):
     """The policy: --policy file (or defaults) with the policy flags given applied."""
-    from simclr.augment import AugmentPolicy, PolicyError, load_policy
+    from simclr.augment import AugmentPolicy, PolicyError, default_policy, load_policy
 
-    base = load_policy(config.policy) if config.policy else AugmentPolicy()
+    # No --policy: the preset for the data's image size (CIFAR-10 <= 32 px, else ImageNet).
+    base = load_policy(config.policy) if config.policy else default_policy(_image_size(config))
     overrides = {
         name: getattr(config, name) for name in _POLICY_HELP if getattr(config, name) is not None
     }
@@ -118,6 +119,14 @@ def build_policy(config: AugmentConfig):
     except PolicyError as err:
         source = f"--{err.field}" if err.field in overrides else f"--policy={config.policy}"
         raise UserError(f"{source}: {err}") from None
+
+
+def _image_size(config: AugmentConfig) -> int:
+    from simclr import data, storage
+
+    if config.data_dir and storage.exists(storage.join(config.data_dir, data.MANIFEST)):
+        return data.image_size(data.load_manifest(config.data_dir))
+    return data.IMAGE_SHAPE[0]
 
 
 def _check(config: AugmentConfig) -> None:

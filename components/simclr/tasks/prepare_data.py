@@ -1,11 +1,19 @@
-"""prepare_data: CIFAR-10 archive -> sharded TFRecords, labelled subsets, manifest.json.
+"""prepare_data: a CIFAR-10 archive or your own images -> TFRecord shards, manifest.json.
 
 python -m simclr.tasks.prepare_data --source=URI --output_dir=DIR [--sha256=HEX]
-    [--num_shards=16] [--label_fractions=0.01,0.1] [--seed=0] [--cache_dir=DIR]
+    [--num_shards=N] [--label_fractions=0.01,0.1] [--seed=0] [--cache_dir=DIR]
+    [--image_size=N] [--stored_size=N] [--on_bad_image=skip|fail] [--test_fraction=F]
+
+The layout is told from `--source` alone (`simclr.images.detect_source_kind`): a CIFAR-10
+archive (https:// URL or a .tar.gz/.tgz/.tar name) goes through `simclr.cifar` exactly as
+before (manifest format_version 1, raw 32x32 records); a folder, gs:// or s3:// prefix of
+pictures, or a CSV/JSONL list, goes through `simclr.images.ingest` (format_version 2).
+The image flags take their defaults, help and checks from `simclr.images.IngestOptions`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -16,9 +24,20 @@ from absl import flags
 
 from simclr import cifar, data, storage
 from simclr.errors import UserError
+from simclr.images import options as ingest_options
+from simclr.images.options import IngestOptions
+from simclr.images.sources import CIFAR_ARCHIVE, IMAGE_FOLDER, detect_source_kind
 from simclr.tasks._app import run_task
 
 _log = logging.getLogger(__name__)
+
+
+CIFAR_NUM_SHARDS = 16  # the archive's training shards unless --num_shards says otherwise
+CIFAR_IMAGE_SIZE = 32
+_INGEST_FIELDS = {f.name: f for f in dataclasses.fields(IngestOptions)}
+# Flags that only mean something for image sources (the archive has fixed pictures and
+# its own test split): their defaults and help come from IngestOptions.
+IMAGE_FLAGS = ("stored_size", "on_bad_image", "test_fraction")
 
 
 @dataclass
@@ -26,29 +45,76 @@ class PrepareDataConfig:
     output_dir: str
     source: str = cifar.DEFAULT_SOURCE
     sha256: str | None = None
-    num_shards: int = 16
-    label_fractions: tuple[float, ...] = (0.01, 0.1)
-    seed: int = 0
+    num_shards: int | None = None  # None: 16 for the archive, IngestOptions' rule for images
+    label_fractions: tuple[float, ...] = _INGEST_FIELDS["label_fractions"].default
+    seed: int = _INGEST_FIELDS["seed"].default
     cache_dir: str | None = None
+    image_size: int | None = None  # None: 32 (the archive's size)
+    stored_size: int | None = _INGEST_FIELDS["stored_size"].default
+    on_bad_image: str = _INGEST_FIELDS["on_bad_image"].default
+    test_fraction: float = _INGEST_FIELDS["test_fraction"].default
+    # Image flags given explicitly with an archive source (logged as ignored).
+    ignored_flags: tuple[str, ...] = ()
+
+
+def _help(name: str) -> str:
+    return _INGEST_FIELDS[name].metadata["help"]
 
 
 def define_flags() -> None:
     flags.DEFINE_string(
         "source",
         cifar.DEFAULT_SOURCE,
-        "CIFAR-10 archive (binary or python layout): https:// URL, gs:// or s3:// URI, or local path.",
+        "CIFAR-10 archive (binary or python layout; https:// URL or a .tar.gz/.tgz/.tar "
+        "path, gs:// or s3:// URI), or your own images: a folder, gs:// or s3:// prefix of "
+        "JPEG/PNG/WebP/BMP files (class subfolders are labels, a flat folder is unlabelled) "
+        "or a CSV/JSONL list of path[,label].",
     )
     flags.DEFINE_string(
         "output_dir", None, "Where to write the TFRecords and manifest.json (path, gs:// or s3://)."
     )
     flags.DEFINE_string("sha256", None, "Expected sha256 of the archive (checked when given).")
     flags.DEFINE_integer(
-        "num_shards", 16, "Training shards; the test split gets max(1, num_shards // 5)."
+        "num_shards",
+        None,
+        f"{_help('num_shards')} CIFAR-10 archive: {CIFAR_NUM_SHARDS}.",
+        lower_bound=1,
     )
     flags.DEFINE_list(
-        "label_fractions", ["0.01", "0.1"], "Class-balanced labelled subsets of train."
+        "label_fractions",
+        [f"{f:g}" for f in _INGEST_FIELDS["label_fractions"].default],
+        _help("label_fractions"),
     )
-    flags.DEFINE_integer("seed", 0, "Seed for choosing the labelled subsets.")
+    flags.DEFINE_integer(
+        "seed",
+        _INGEST_FIELDS["seed"].default,
+        _help("seed"),
+        lower_bound=0,
+        upper_bound=ingest_options.MAX_SEED,
+    )
+    flags.DEFINE_integer(
+        "image_size",
+        None,
+        f"{_help('image_size')} Default {CIFAR_IMAGE_SIZE}; the CIFAR-10 archive is "
+        f"{CIFAR_IMAGE_SIZE} only.",
+        lower_bound=1,
+    )
+    flags.DEFINE_integer(
+        "stored_size", _INGEST_FIELDS["stored_size"].default, _help("stored_size"), lower_bound=1
+    )
+    flags.DEFINE_enum(
+        "on_bad_image",
+        _INGEST_FIELDS["on_bad_image"].default,
+        list(ingest_options.ON_BAD_IMAGE),
+        _help("on_bad_image"),
+    )
+    flags.DEFINE_float(
+        "test_fraction",
+        _INGEST_FIELDS["test_fraction"].default,
+        _help("test_fraction") + " Image sources only (the archive has its own test split).",
+        lower_bound=0.0,
+        upper_bound=1.0,
+    )
     flags.DEFINE_string(
         "cache_dir", None, "Download cache (default: $SIMCLR_CACHE_DIR or ~/.cache/simclr-kfp)."
     )
@@ -65,6 +131,11 @@ def config_from_flags(values: flags.FlagValues) -> PrepareDataConfig:
         label_fractions=parse_fractions(values.label_fractions),
         seed=values.seed,
         cache_dir=values.cache_dir or None,
+        image_size=values.image_size,
+        stored_size=values.stored_size,
+        on_bad_image=values.on_bad_image,
+        test_fraction=values.test_fraction,
+        ignored_flags=tuple(name for name in IMAGE_FLAGS if values[name].present),
     )
 
 
@@ -82,8 +153,65 @@ def parse_fractions(value: Any) -> tuple[float, ...]:
 
 
 def run(config: PrepareDataConfig) -> dict[str, Any]:
-    """Ingests the archive and writes the data directory; returns the manifest."""
+    """Writes the data directory from the archive or the images; returns the manifest."""
+    if not config.output_dir:
+        raise UserError("--output_dir is required")
+    if detect_source_kind(config.source) != CIFAR_ARCHIVE:
+        return run_images(config)
+    return run_archive(config)
+
+
+def ingest_options_of(config: PrepareDataConfig) -> IngestOptions:
+    """The IngestOptions of an image source (validated: one line naming the flag)."""
+    options = IngestOptions(
+        image_size=int(config.image_size or CIFAR_IMAGE_SIZE),
+        stored_size=config.stored_size,
+        num_shards=config.num_shards,
+        test_fraction=float(config.test_fraction),
+        label_fractions=parse_fractions(config.label_fractions),
+        on_bad_image=config.on_bad_image,
+        seed=int(config.seed),
+    )
+    options.validate()
+    return options
+
+
+def run_images(config: PrepareDataConfig) -> dict[str, Any]:
+    from simclr.images import ingest
+
+    if config.sha256:
+        raise UserError("--sha256 checks a CIFAR-10 archive; --source names images")
+    source = config.source
+    if detect_source_kind(source) == IMAGE_FOLDER and not _anything_at(source):
+        # Neither a file nor a folder/prefix: say so as the archive path does (a mistyped
+        # archive name is the likely cause), not "the prefix holds no files".
+        raise UserError(f"{source}: not found")
+    return ingest(config.source, config.output_dir, ingest_options_of(config)).manifest
+
+
+def _anything_at(source: str) -> bool:
+    if storage.is_remote(source):
+        return storage.exists(source) or bool(storage.list_files(source.rstrip("/")))
+    return os.path.exists(storage.local_path(source))
+
+
+def run_archive(config: PrepareDataConfig) -> dict[str, Any]:
+    """Ingests the CIFAR-10 archive (unchanged from before image sources existed)."""
     start = time.perf_counter()
+    if config.image_size not in (None, CIFAR_IMAGE_SIZE):
+        raise UserError(
+            f"--image_size {config.image_size}: the CIFAR-10 archive holds "
+            f"{CIFAR_IMAGE_SIZE}x{CIFAR_IMAGE_SIZE} images (use an image folder for other sizes)"
+        )
+    if config.stored_size not in (None, CIFAR_IMAGE_SIZE):
+        raise UserError(
+            f"--stored_size {config.stored_size}: the CIFAR-10 archive is stored at "
+            f"{CIFAR_IMAGE_SIZE}x{CIFAR_IMAGE_SIZE}"
+        )
+    for name in config.ignored_flags:
+        if name != "stored_size":
+            _log.info("--%s applies to image sources; ignored for the CIFAR-10 archive", name)
+    config = dataclasses.replace(config, num_shards=config.num_shards or CIFAR_NUM_SHARDS)
     fractions = parse_fractions(config.label_fractions)
     if int(config.num_shards) < 1:
         raise UserError(f"--num_shards must be >= 1, got {config.num_shards}")

@@ -19,6 +19,7 @@ from simclr.train_config import (
     JIT_CHOICES,
     LR_SCALINGS,
     PRECISIONS,
+    STEMS,
     STRATEGIES,
     PretrainConfig,
 )
@@ -34,7 +35,10 @@ _HELP = {
     "tensorboard_dir": "TensorBoard log URI, mirrored while training; empty: "
     "$AIP_TENSORBOARD_LOG_DIR if set, else OUTPUT_DIR/tensorboard",
     "checkpoint_dir": "checkpoint URI; empty: OUTPUT_DIR/checkpoints",
-    "encoder": "resnet18, resnet34 or resnet50 (CIFAR stem)",
+    "encoder": "resnet18, resnet34 or resnet50",
+    "stem": "encoder stem: auto (CIFAR 3x3 stem for image_size <= 32, else the ImageNet "
+    "7x7 stride-2 conv + 3x3 stride-2 max-pool, as google-research/simclr tf2/model.py), "
+    "cifar or imagenet; recorded in OUTPUT_DIR/encoder/config.json",
     "width_multiplier": "channel width multiplier of the encoder",
     "epochs": "training epochs",
     "batch_size": "global batch size (split over replicas)",
@@ -72,6 +76,7 @@ _ENUMS = {
     "precision": PRECISIONS,
     "jit_compile": JIT_CHOICES,
     "lr_scaling": LR_SCALINGS,
+    "stem": STEMS,
 }
 
 
