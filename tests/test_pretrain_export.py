@@ -10,11 +10,11 @@ no half SavedModel); the next run takes the previous export away before it train
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from simclr import storage
 
 from tests.fixtures_images import cifar_jpegs
@@ -122,7 +122,6 @@ def test_failing_export_publishes_nothing_and_next_run_removes_old_export(
         raise UserError("disk full while exporting")
 
     monkeypatch.setattr(simclr.export, "_dir_size", no_space)
-    import shutil
 
     shutil.rmtree(tmp_path / "ckpt")  # train again from scratch into the same output_dir
     with pytest.raises(UserError, match="disk full"):
