@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from simclr_pipeline import cli, platforms
+
 from tests.component_runner import artifact
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,7 +163,9 @@ def test_gcpc_launcher_sends_our_saved_model_and_tf_container(spec, tmp_path, mo
     for key, value in vertex.items():
         args = [a.replace(key, value) for a in args]
     module = args.index("-m") + 1
-    assert args[module] == "google_cloud_pipeline_components.container.v1.model.upload_model.launcher"
+    assert (
+        args[module] == "google_cloud_pipeline_components.container.v1.model.upload_model.launcher"
+    )
 
     sent = {}
 
