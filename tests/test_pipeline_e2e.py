@@ -164,8 +164,9 @@ def test_model_artifact_carries_the_saved_model_facts(local_run):
 def test_embed_step_writes_the_training_set_as_parquet(local_run):
     from simclr.embeddings import read_embeddings
 
-    outputs = glob.glob(str(local_run["run"] / "**" / "embed" / "executor_output.json"))
-    assert len(outputs) == 1, outputs
+    run = local_run["run"]
+    outputs = glob.glob(str(run / "**" / "embed" / "executor_output.json"), recursive=True)
+    assert len(outputs) == 1, sorted(p.name for p in run.iterdir())
     task_dir = Path(outputs[0]).parent
     meta = json.loads(Path(outputs[0]).read_text())["artifacts"]["embeddings"]["artifacts"][0]
     assert meta["metadata"]["format"] == "parquet" and meta["metadata"]["splits"] == ["train"]
