@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from simclr_pipeline import adapters, cli, presets
+
 from tests.component_runner import artifact
 
 REPO = Path(__file__).resolve().parents[1]
