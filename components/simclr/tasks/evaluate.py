@@ -313,6 +313,7 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
     """Evaluates the encoder; writes the output files; returns metrics.json's content."""
     start = time.perf_counter()
     _check(config)
+    storage.check_writable(config.output_dir, "--output_dir")  # before any work
     protocols = _names(config.protocols, "protocols", ev.PROTOCOLS)
     if not protocols:
         raise UserError("--protocols is empty")
