@@ -14,7 +14,9 @@ import yaml
 from simclr_pipeline import cli
 
 REPO = Path(__file__).resolve().parents[1]
-TASKS = {"prepare-data", "augment", "pretrain", "evaluate"}
+# condition-1: dsl.If(run_embed) around the embed step (tests/test_pipeline_embed.py).
+TASKS = {"prepare-data", "augment", "pretrain", "evaluate", "condition-1"}
+STEPS = {"prepare-data", "augment", "pretrain", "evaluate", "embed"}  # their executors
 
 
 def compile_yaml(tmp_path: Path, *flags: str, name: str = "p.yaml") -> tuple[dict, dict, str]:
@@ -115,16 +117,17 @@ def test_caching_settings(compiled):
 
 def test_images_and_nothing_installed_at_run_time(compiled):
     spec, _, text = compiled
-    images = {t: executor(spec, t)["container"]["image"] for t in TASKS}
+    images = {t: executor(spec, t)["container"]["image"] for t in STEPS}
     assert images == {
         "prepare-data": "registry.example.com/ml/simclr/cpu:1.2.3",
         "augment": "registry.example.com/ml/simclr/cpu:1.2.3",
         "evaluate": "registry.example.com/ml/simclr/gpu:1.2.3",  # it gets a GPU
         "pretrain": "registry.example.com/ml/simclr/gpu:1.2.3",
+        "embed": "registry.example.com/ml/simclr/gpu:1.2.3",  # as evaluate
     }
     assert "pip install" not in text and "pip3 install" not in text
     assert "packages_to_install" not in text
-    for task in TASKS:
+    for task in STEPS:
         # The component runs our installed adapters, not code pasted into the YAML.
         assert "from simclr_pipeline import adapters" in "".join(
             executor(spec, task)["container"]["command"]
@@ -166,7 +169,7 @@ def test_kubernetes_placement_is_for_pretrain_only(tmp_path):
     )
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     placed = {n for n, c in executors.items() if "nodeSelector" in c or "tolerations" in c}
-    assert placed == {"exec-pretrain", "exec-evaluate"}  # the GPU steps
+    assert placed == {"exec-pretrain", "exec-evaluate", "exec-embed"}  # the GPU steps
     pretrain = executors["exec-pretrain"]
     assert pretrain["nodeSelector"]["labels"] == {
         "cloud.google.com/gke-accelerator": "nvidia-tesla-a100"

@@ -147,3 +147,33 @@ def test_evaluation_outputs(local_run):
     report = (run / "evaluate" / "report").read_text()
     assert report.startswith("#") and "data:image/png;base64," in report
     assert "data:image/png;base64," in (run / "evaluate" / "plots").read_text()
+
+
+def test_model_artifact_carries_the_saved_model_facts(local_run):
+    run = local_run["run"]
+    meta = artifact_metadata(run, "pretrain", "model")
+    saved = run / "pretrain" / "model" / meta["saved_model"]
+    config = json.loads((saved / "config.json").read_text())
+    assert (saved / "saved_model.pb").is_file()
+    assert meta["saved_model_uri"] == str(saved)
+    for key in ("image_size", "stem", "encoder", "embedding_size", "width_multiplier"):
+        assert meta[key] == config[key], key
+    assert (meta["image_size"], meta["stem"], meta["embedding_size"]) == (32, "cifar", 64)
+
+
+def test_embed_step_writes_the_training_set_as_parquet(local_run):
+    from simclr.embeddings import read_embeddings
+
+    run = local_run["run"]
+    outputs = glob.glob(str(run / "**" / "embed" / "executor_output.json"), recursive=True)
+    assert len(outputs) == 1, sorted(p.name for p in run.iterdir())
+    task_dir = Path(outputs[0]).parent
+    meta = json.loads(Path(outputs[0]).read_text())["artifacts"]["embeddings"]["artifacts"][0]
+    assert meta["metadata"]["format"] == "parquet" and meta["metadata"]["splits"] == ["train"]
+    assert meta["metadata"]["num_images"] == NUM_TRAIN
+    table = read_embeddings(str(task_dir / "embeddings"), split="train")
+    assert len(table.ids) == NUM_TRAIN and list(table.ids) == list(range(NUM_TRAIN))
+    assert table.embeddings.shape == (NUM_TRAIN, 64) and np.isfinite(table.embeddings).all()
+    np.testing.assert_allclose(np.linalg.norm(table.embeddings, axis=1), 1.0, atol=1e-4)
+    ui = json.loads(Path(outputs[0]).read_text())["artifacts"]["embed_metrics"]
+    assert ui["artifacts"][0]["metadata"]["images_per_second"] > 0

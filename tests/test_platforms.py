@@ -137,7 +137,7 @@ def test_kubeflow_yaml_requests_kubernetes_resource_names(tmp_path):
         f"--node_selector={platforms.GKE_ACCELERATOR_LABEL}=nvidia-tesla-a100",
     )
     limits = accelerator_limits(spec)
-    assert set(limits) == {"exec-pretrain", "exec-evaluate"}
+    assert set(limits) == {"exec-pretrain", "exec-evaluate", "exec-embed"}
     for name in limits.values():
         assert platforms.is_extended_resource_name(name), name
         assert name not in AcceleratorType.__members__
@@ -155,7 +155,7 @@ def test_kubeflow_yaml_requests_kubernetes_resource_names(tmp_path):
 def test_vertex_yaml_requests_accelerator_type_enum_members(tmp_path):
     spec, platform = compile_docs(tmp_path, "--platform=vertex")
     limits = accelerator_limits(spec)
-    assert set(limits) == {"exec-pretrain", "exec-evaluate"}
+    assert set(limits) == {"exec-pretrain", "exec-evaluate", "exec-embed"}
     for name in limits.values():
         assert AcceleratorType[name] != AcceleratorType.ACCELERATOR_TYPE_UNSPECIFIED
     assert platform == {}

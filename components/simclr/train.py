@@ -108,6 +108,9 @@ def remove_previous_outputs(output_dir: str) -> None:
     where a later step takes them for its own. A refused run leaves them alone."""
     storage.delete(storage.join(output_dir, "metrics.json"))
     storage.delete(storage.join(output_dir, "config.json"))
+    # The SavedModel's config.json first too: it marks the export complete
+    # (simclr.export.find_saved_model), and a prefix delete has no order.
+    storage.delete(storage.join(output_dir, "encoder", "saved_model", "config.json"))
     storage.delete_dir(storage.join(output_dir, "encoder"))
 
 
@@ -660,6 +663,7 @@ class Trainer:
     # -- outputs
 
     def write_outputs(self, wall_seconds: float) -> dict[str, Any]:
+        from simclr.export import export_saved_model
         from simclr.model import save_encoder
 
         config, plan, p = self.config, self.plan, self.progress
@@ -690,11 +694,15 @@ class Trainer:
             "jit_compile": self.jit,
             "strategy_resolved": self.strategy_name,
         }
-        save_encoder(
-            self.state.encoder,
-            storage.join(config.output_dir, "encoder"),
-            config={"pretrain": resolved},
-        )
+        encoder_dir = storage.join(config.output_dir, "encoder")
+        save_encoder(self.state.encoder, encoder_dir, config={"pretrain": resolved})
+        # The servable export beside encoder.keras: staged and published whole by
+        # export_saved_model (its config.json last), all before metrics.json, which marks
+        # the run's outputs complete; remove_previous_outputs takes it away with encoder/.
+        started = time.monotonic()
+        served = export_saved_model(self.state.encoder, {"pretrain": resolved}, encoder_dir)
+        metrics["saved_model_bytes"] = served["size_bytes"]
+        metrics["saved_model_seconds"] = time.monotonic() - started
         storage.write_json(storage.join(config.output_dir, "config.json"), resolved)
         self.summaries.close()
         storage.write_json(storage.join(config.output_dir, "metrics.json"), metrics)  # last

@@ -386,7 +386,68 @@ def pretrain(
             "checkpoint_dir": checkpoint_dir,
         }
     )
+    model.metadata.update(saved_model_metadata(model))
     tensorboard.metadata["logdir"] = shown_logdir
+    return metrics
+
+
+# The facts of the SavedModel's config.json a user needs to feed it (issue 17).
+SAVED_MODEL_FACTS = (
+    "image_size",
+    "stored_size",
+    "stem",
+    "encoder",
+    "width_multiplier",
+    "embedding_size",
+)
+SAVED_MODEL_DIR = "encoder/saved_model"
+
+
+def saved_model_metadata(model: Any) -> dict:
+    """The Model artifact's metadata from the export's config.json: input size, stem,
+    encoder, embedding size, and where the SavedModel is (relative and as a URI)."""
+    config = storage.read_json(os.path.join(model.path, SAVED_MODEL_DIR, "config.json"))
+    facts = {k: config.get(k) for k in SAVED_MODEL_FACTS}
+    return {
+        **facts,
+        "saved_model": SAVED_MODEL_DIR,
+        "saved_model_uri": saved_model_uri(model),
+        "serving_signature": "serving_default",
+        "serving_input": "image_bytes",
+    }
+
+
+def saved_model_uri(model: Any) -> str:
+    """The SavedModel's durable URI (gs://, s3://; a local path under kfp.local)."""
+    return storage.join(durable_uri(model), *SAVED_MODEL_DIR.split("/"))
+
+
+def embed(dataset, model, embeddings, embed_metrics, *, options: Mapping, **params) -> dict:
+    os.makedirs(embeddings.path, exist_ok=True)
+    metrics = _run_task(
+        "embed",
+        "EmbedConfig",
+        {
+            **params,
+            "model_dir": model.path,
+            "data_dir": dataset.path,
+            "output_dir": embeddings.path,
+        },
+        options,
+    )
+    log_metrics(embed_metrics, {k: v for k, v in metrics.items() if k != "splits"})
+    splits = metrics.get("splits", {})
+    embeddings.metadata.update(
+        {
+            "format": "parquet",
+            "splits": sorted(splits),
+            "files": [f for s in sorted(splits) for f in splits[s].get("files", [])],
+            "num_images": metrics.get("num_images"),
+            "embedding_dim": metrics.get("embedding_dim"),
+            "normalized": metrics.get("normalized"),
+            "images_per_second": metrics.get("images_per_second"),
+        }
+    )
     return metrics
 
 

@@ -130,6 +130,19 @@ def _add_build_flags(parser: argparse.ArgumentParser) -> None:
         metavar="projects/P/locations/L/tensorboards/ID",
         help="Vertex AI: run pretrain as a CustomJob uploading its logs to this TensorBoard",
     )
+    group.add_argument(
+        "--vertex_model_display_name",
+        default=d.vertex_model_display_name,
+        metavar="NAME",
+        help="Vertex AI: upload the SavedModel to the Model Registry under this name "
+        "(GCPC ModelUploadOp; default: no upload)",
+    )
+    group.add_argument(
+        "--vertex_serving_image",
+        default=d.vertex_serving_image,
+        metavar="IMAGE",
+        help="Vertex AI: the prebuilt TensorFlow prediction container of the uploaded model",
+    )
 
 
 def _add_param_flags(parser: argparse.ArgumentParser, default_preset: str | None) -> None:
@@ -244,6 +257,8 @@ def pipeline_options(args: argparse.Namespace):
         vertex_machine_type=args.vertex_machine_type,
         vertex_accelerator_count=args.vertex_accelerator_count,
         vertex_tensorboard=args.vertex_tensorboard,
+        vertex_model_display_name=args.vertex_model_display_name,
+        vertex_serving_image=args.vertex_serving_image,
     )
     return options.resolved()
 

@@ -55,6 +55,8 @@ class Components:
     augment: object
     pretrain: object
     evaluate: object
+    embed: object
+    saved_model_uri: object
 
 
 # ----------------------------------------------------------------------------------------
@@ -195,16 +197,39 @@ def evaluate(
     )
 
 
+def embed(
+    dataset: Input[Dataset],
+    model: Input[Model],
+    embeddings: Output[Dataset],
+    embed_metrics: Output[Metrics],
+    splits: str,
+    options: dict,
+) -> None:
+    """The encoder's embeddings of the dataset's images, as Parquet shards."""
+    from simclr_pipeline import adapters
+
+    adapters.embed(dataset, model, embeddings, embed_metrics, splits=splits, options=options)
+
+
+def saved_model_uri(model: Input[Model]) -> str:
+    """The durable URI of pretrain's SavedModel (for a Vertex AI Model Registry upload)."""
+    from simclr_pipeline import adapters
+
+    return adapters.saved_model_uri(model)
+
+
 def _component(func, image: str):
     return dsl.component(func, base_image=image, install_kfp_package=False)
 
 
 def build_components(images: Images, evaluate_on_gpu: bool = False) -> Components:
-    """The four components, running in the given images (evaluate in the GPU image when
-    it gets a GPU)."""
+    """The components, running in the given images (evaluate and embed in the GPU image
+    when they get a GPU)."""
     return Components(
         prepare_data=_component(prepare_data, images.cpu),
         augment=_component(augment, images.cpu),
         pretrain=_component(pretrain, images.gpu),
         evaluate=_component(evaluate, images.gpu if evaluate_on_gpu else images.cpu),
+        embed=_component(embed, images.gpu if evaluate_on_gpu else images.cpu),
+        saved_model_uri=_component(saved_model_uri, images.cpu),
     )

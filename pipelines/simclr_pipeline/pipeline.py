@@ -54,6 +54,7 @@ from simclr_pipeline.platforms import (  # noqa: F401  (KFP_* re-exported)
 PIPELINE_NAME = "simclr-cifar10"
 _VERTEX_TENSORBOARD = re.compile(r"^projects/[^/]+/locations/[^/]+/tensorboards/[^/]+$")
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER  # resolved per run (KFP backend >= 2.5); same on retries
+EMBED_SPLITS = "train"  # the embed step's splits (embed_options {"splits": ...} overrides)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,10 @@ class PipelineOptions:
     # projects/P/locations/L/tensorboards/ID: pretrain runs as a CustomJob that uploads its
     # logs there (Vertex sets AIP_TENSORBOARD_LOG_DIR, which pretrain writes to).
     vertex_tensorboard: str = ""
+    # Vertex AI only: upload the SavedModel to the Model Registry under this display name
+    # (GCPC's ModelUploadOp), served by this prebuilt TensorFlow container; "" = no upload.
+    vertex_model_display_name: str = ""
+    vertex_serving_image: str = platforms.VERTEX_TF_SERVING_IMAGE
 
     def resolved(self) -> "PipelineOptions":
         """These options with the platform's defaults filled in, checked against its rules."""
@@ -159,7 +164,13 @@ class PipelineOptions:
         if self.platform != VERTEX:
             if self.vertex_tensorboard:
                 raise PlatformError("--vertex_tensorboard needs --platform=vertex")
+            if self.vertex_model_display_name:
+                raise PlatformError("--vertex_model_display_name needs --platform=vertex")
             return {}
+        if self.vertex_model_display_name:
+            platforms.check_vertex_model_upload(
+                self.vertex_model_display_name, self.vertex_serving_image
+            )
         workers = self.vertex_workers
         if self.vertex_tensorboard:
             if not _VERTEX_TENSORBOARD.match(self.vertex_tensorboard):
@@ -249,6 +260,8 @@ def build_pipeline(options: PipelineOptions | None = None):
         baseline: str = d["baseline"],
         eval_max_train_examples: int = d["eval_max_train_examples"],
         evaluate_options: dict = {},  # noqa: B006
+        run_embed: bool = d["run_embed"],
+        embed_options: dict = {},  # noqa: B006
         tensorboard_root: str = d["tensorboard_root"],
         checkpoint_root: str = d["checkpoint_root"],
     ) -> Outputs:
@@ -324,6 +337,11 @@ def build_pipeline(options: PipelineOptions | None = None):
             _s3_credentials(task, options)
             _pull_policy(task, options)
 
+        with dsl.If(run_embed == True, "embed"):  # noqa: E712  (a KFP condition, not a bool)
+            _embed_step(ops, data, train, embed_options, options)
+        if options.vertex_model_display_name:
+            _model_upload_steps(ops, train, options)
+
         return Outputs(
             model=train.outputs["model"],
             pretrain_metrics=train.outputs["pretrain_metrics"],
@@ -334,6 +352,56 @@ def build_pipeline(options: PipelineOptions | None = None):
         )
 
     return simclr_pipeline
+
+
+def _embed_step(ops, data, train, embed_options, options: PipelineOptions):
+    """Embeddings of the training set (Parquet shards), sized like evaluation."""
+    task = ops.embed(
+        dataset=data.outputs["dataset"],
+        model=train.outputs["model"],
+        splits=EMBED_SPLITS,
+        options=embed_options,
+    ).set_display_name("embeddings")
+    # Not cached: like evaluation, its input model is new on every run.
+    task.set_caching_options(False)
+    if options.accelerator_type:
+        _gpu_step(task, options, 1)
+    else:
+        _cpu_step(task, options)
+    _s3_credentials(task, options)
+    _pull_policy(task, options)
+    return task
+
+
+def _model_upload_steps(ops, train, options: PipelineOptions):
+    """Vertex AI Model Registry: GCPC's documented way for a model made outside Vertex
+    (ModelUploadOp's docstring): a dsl.importer of a google.UnmanagedContainerModel whose
+    metadata names the serving container, uploaded with ModelUploadOp."""
+    # Imported only when asked for: google-cloud-pipeline-components is the [vertex] extra.
+    from google_cloud_pipeline_components import _placeholders
+    from google_cloud_pipeline_components.types.artifact_types import UnmanagedContainerModel
+    from google_cloud_pipeline_components.v1.model import ModelUploadOp
+
+    uri = ops.saved_model_uri(model=train.outputs["model"]).set_display_name("SavedModel URI")
+    uri.set_caching_options(False)
+    _cpu_step(uri, options)
+    imported = dsl.importer(
+        artifact_uri=uri.output,
+        artifact_class=UnmanagedContainerModel,
+        metadata={"containerSpec": {"imageUri": options.vertex_serving_image}},
+    ).set_display_name("SavedModel as an unmanaged container model")
+    upload = ModelUploadOp(
+        display_name=options.vertex_model_display_name,
+        description=(
+            "SimCLR encoder (simclr-kfp): serving_default takes image_bytes (JPEG/PNG, "
+            "b64) and returns embedding (L2-normalised) and features"
+        ),
+        unmanaged_container_model=imported.outputs["artifact"],
+        # The PipelineJob's own region (the component's default is us-central1).
+        location=_placeholders.LOCATION_PLACEHOLDER,
+    ).set_display_name("upload to the Model Registry")
+    upload.set_caching_options(False)  # every run's encoder is a new model version
+    return upload
 
 
 def _pretrain_op(component, options: PipelineOptions):

@@ -280,3 +280,35 @@ def registry_host(image: str) -> str | None:
     host, _ = split_repo_name(image)
     # split_repo_name reports Docker Hub both when named and when implied; only named counts.
     return host if image.startswith(f"{host}/") else None
+
+
+# Vertex AI Model Registry (issue 17). The newest prebuilt TensorFlow prediction container
+# Vertex AI documents (cloud.google.com/vertex-ai/docs/predictions/pre-built-containers:
+# TensorFlow 2.15, CPU; only `:latest` tags are supported there). It serves a SavedModel's
+# serving_default through TF Serving's REST API; `image_bytes` ends in `_bytes`, so
+# {"instances": [{"image_bytes": {"b64": ...}}]} arrives as the raw file bytes.
+VERTEX_TF_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+_VERTEX_SERVING_IMAGE = re.compile(
+    r"^[a-z0-9-]+-docker\.pkg\.dev/vertex-ai/prediction/tf2-(cpu|gpu)\.\d+-\d+:latest$"
+)
+# Model.displayName: "up to 128 characters long and can consist of any UTF-8 characters"
+# (Vertex AI REST reference, projects.locations.models).
+VERTEX_DISPLAY_NAME_MAX = 128
+
+
+def check_vertex_model_upload(display_name: str, serving_image: str) -> None:
+    """A Model Registry upload's display name and serving container, or PlatformError."""
+    if not display_name.strip() or len(display_name) > VERTEX_DISPLAY_NAME_MAX:
+        raise PlatformError(
+            f"--vertex_model_display_name must be 1-{VERTEX_DISPLAY_NAME_MAX} characters, "
+            f"got {len(display_name)}"
+        )
+    if '"' in display_name or "\\" in display_name:
+        # GCPC's ModelUploadOp splices it verbatim into a JSON string (ConcatPlaceholder).
+        raise PlatformError('--vertex_model_display_name must not contain " or \\')
+    if not _VERTEX_SERVING_IMAGE.match(serving_image):
+        raise PlatformError(
+            "--vertex_serving_image must be a Vertex AI prebuilt TensorFlow prediction "
+            f"image (REGION-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest), "
+            f"got {serving_image}"
+        )

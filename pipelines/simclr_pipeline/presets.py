@@ -42,6 +42,7 @@ GPU: dict[str, Any] = {
     "eval_protocols": "knn,linear,finetune",
     "baseline": "random_init",
     "eval_max_train_examples": 0,
+    "run_embed": True,  # embeddings of the training set after pretraining (Parquet)
     "tensorboard_root": "",
     "checkpoint_root": "",
 }
