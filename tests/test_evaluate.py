@@ -313,7 +313,9 @@ def test_run_writes_metrics_confusion_report_plots_and_tensorboard(
     assert "## Label-free quality" in text and "(gallery.html)" in text
     images = _event_scalars(tb / "eval", "images")
     assert set(images) == {
-        f"eval/{kind}/{name}" for kind in ("gallery", "map") for name in ("pretrained", "random_init")
+        f"eval/{kind}/{name}"
+        for kind in ("gallery", "map")
+        for name in ("pretrained", "random_init")
     }
     assert images["eval/gallery/pretrained"].shape == (16 * 34, 9 * 34 + 2, 3)  # 16 x (1 + 8)
 
