@@ -81,7 +81,7 @@ def test_cli_skips_the_label_protocols_and_reports_label_free_figures(
         page.count('<img class="query"') == 2 * 16
         and page.count('<img class="neighbour"') == 2 * 16 * 8
     )
-    assert ' data-same-label=' not in page and "Neighbours with their query" not in page
+    assert " data-same-label=" not in page and "Neighbours with their query" not in page
     assert metrics["settings"]["gallery"]["queries"] == 16
     assert "label_agreement_pretrained" not in metrics["settings"]["gallery"]
     report = (out / "report.md").read_text()
