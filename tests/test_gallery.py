@@ -174,3 +174,23 @@ def test_retrieval_grid_for_tensorboard(real_images):
     np.testing.assert_array_equal(grid[:32, :32], images[0])
     np.testing.assert_array_equal(grid[34:66, 36:68], images[108])  # row 1, first neighbour
     np.testing.assert_array_equal(grid[:32, 3 * 34 + 2 : 3 * 34 + 34], images[107])
+
+
+def test_map_is_pca_without_umap_and_draws_each_label_in_its_colour():
+    from simclr.errors import UserError
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(40, 6))
+    points, method = gallery.map_2d(features, "pca")
+    assert method == "PCA"
+    np.testing.assert_allclose(points, gallery.pca_2d(features))
+    if not gallery.umap_available():  # umap-learn is optional, not in constraints.txt
+        assert gallery.map_2d(features, "auto")[1] == "PCA"
+        with pytest.raises(UserError, match="umap-learn"):
+            gallery.map_2d(features, "umap")
+    labels = np.array([0, 3, -1, 9] * 10)
+    image = gallery.map_image(points, labels, size=100)
+    assert image.shape == (100, 100, 3) and image.dtype == np.uint8
+    colours = {tuple(c) for c in image.reshape(-1, 3)} - {(255, 255, 255)}
+    want = {(0x1F, 0x77, 0xB4), (0xD6, 0x27, 0x28), (0x99, 0x99, 0x99), (0x17, 0xBE, 0xCF)}
+    assert colours == want  # tab10 blue, red, cyan; grey for unlabelled

@@ -205,9 +205,10 @@ def render_report(
         "",
         "## Results",
         "",
-        *metrics_table(metrics, metrics.get("baseline")),
-        "",
     ]
+    table = metrics_table(metrics, metrics.get("baseline"))
+    if len(table) > 2:  # more than header and rule: a protocol ran (not so without labels)
+        lines += [*table, ""]
     if "baseline" in metrics:
         lines += [
             "Random init: the same architecture with freshly initialised weights "
