@@ -1,8 +1,9 @@
-"""evaluate on data without labels (issue 16 item 4): a flat folder of real CIFAR-10 JPEG
-files ingested by simclr.images (manifest ``"labelled": false``, labels -1), evaluated
-with the session's pretrained run (tests/fixtures_train.py) through the CLI: one line
-names the protocols that need labels, they are skipped, the label-free figures and the
-gallery are reported, exit 0."""
+"""evaluate on image datasets (simclr.images), above all without labels (issue 16 item
+4): a flat folder of real CIFAR-10 JPEG files ingested by simclr.images (manifest
+``"labelled": false``, labels -1), evaluated with the session's pretrained run
+(tests/fixtures_train.py) through the CLI: one line names the protocols that need
+labels, they are skipped, the label-free figures and the gallery are reported, exit 0.
+And the same pictures in class folders: every protocol runs."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from simclr.errors import UserError
 from simclr.images import IngestOptions, ingest_images
 from simclr.tasks import evaluate as task
 
-from tests.fixtures_images import cifar_jpegs, write_flat_folder
+from tests.fixtures_images import cifar_jpegs, write_class_folders, write_flat_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 LABEL_FREE = ("alignment", "uniformity", "effective_rank", "view_retrieval_top1")
@@ -115,3 +116,47 @@ def test_images_of_another_size_than_the_encoder_are_one_line_error(pretrained_r
     with pytest.raises(UserError, match="holds 40x40 images, the encoder .* takes 32x32"):
         task.run(config)
     assert not (tmp_path / "eval").exists()
+
+
+def test_labelled_image_dataset_runs_every_protocol_on_the_stored_pixels(pretrained_run, tmp_path):
+    import hashlib
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    jpegs = cifar_jpegs()
+    files = jpegs.per_class(30)
+    write_class_folders(tmp_path / "photos", files, jpegs.classes)
+    options = IngestOptions(image_size=32, workers=2, test_fraction=0.2, label_fractions=(0.1,))
+    ingest_images(str(tmp_path / "photos"), str(tmp_path / "data"), options)
+    config = task.EvaluateConfig(
+        data_dir=str(tmp_path / "data"),
+        model_dir=pretrained_run,
+        output_dir=str(tmp_path / "eval"),
+        baseline="none",
+        finetune_epochs=1,
+        embedding="pca",
+    )
+    manifest = task.read_manifest(config.data_dir)
+    train, labels = task._load_split(config, "train", None, 10, manifest)
+    # 32 px pictures are stored losslessly (PNG) and not resized: the pixels evaluate
+    # reads are the JPEG files' decoded pixels, with their folder's label
+    decoded = {
+        hashlib.sha256(
+            np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).tobytes()
+        ).hexdigest(): label
+        for _, label, data in files
+    }
+    read = {
+        hashlib.sha256(x.tobytes()).hexdigest(): int(y) for x, y in zip(train, labels, strict=True)
+    }
+    assert len(read) == 240 and all(decoded[h] == y for h, y in read.items())
+
+    metrics = task.run(config)
+    assert metrics["labelled"] is True and metrics["settings"]["protocols_skipped"] == []
+    for key in ("knn_top1", "linear_top1", "finetune_top1_0.1", *LABEL_FREE):
+        assert key in metrics
+    assert metrics["num_train"] == 240 and metrics["num_test"] == 60
+    assert (tmp_path / "eval" / "confusion_matrix.json").is_file()
+    assert metrics["settings"]["gallery"]["label_agreement_pretrained"] >= 0
