@@ -11,6 +11,11 @@ Checkpoints are never lost:
   index rewritten to name it). Checkpoint files that no index names (a kill during the
   very first upload: data files go first) are no error: the newest complete checkpoint
   is used, or training starts afresh if there is none.
+- A checkpoint that is complete but corrupt (a data file or index failing its checksum)
+  or that holds a non-finite value is never resumed from: it is an error naming it and
+  the next older complete one; with `fallback=True` the complete checkpoints are tried
+  newest first (a warning names each one skipped and why) and the first intact one is
+  used (`restore_latest`). For a remote directory each one tried is downloaded.
 - `ckpt-N_temp` directories (TensorFlow's staging area, left by a kill mid-save) are
   removed at start.
 - A remote checkpoint is deleted only after a newer one is fully uploaded and indexed,
@@ -26,8 +31,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import tempfile
+from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 
 from simclr import storage
@@ -133,6 +141,32 @@ def _kept_before(listing: list[str], name: str, keep: int) -> list[str]:
     return older[-(keep - 1) :] if keep > 1 else []
 
 
+def problem_with(prefix: str) -> str | None:
+    """Why the checkpoint at local `prefix` must not be resumed from (None: it is intact).
+
+    Reads every tensor: TensorFlow's bundle reader checks the index's block checksums
+    and each tensor's CRC-32C, so a flipped byte anywhere is found here, before a restore
+    could half-assign the model. Floating tensors must be finite.
+    """
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        non_finite = []
+        for key, dtype in sorted(reader.get_variable_to_dtype_map().items()):
+            value = reader.get_tensor(key)
+            if dtype.is_floating and not np.isfinite(np.asarray(value, np.float32)).all():
+                non_finite.append(key)
+    except (tf.errors.OpError, ValueError) as e:
+        return f"corrupt ({_first_line(e)})"
+    if non_finite:
+        return f"holds non-finite values ({len(non_finite)} tensors, e.g. {non_finite[0]})"
+    return None
+
+
+def _first_line(error: Exception) -> str:
+    text = getattr(error, "message", None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
 def _download(uri: str, name: str, local_dir: str) -> None:
     """Copies checkpoint `name` from `uri` into local_dir, with an index naming only it."""
     for rel in storage.list_files(uri):
@@ -160,10 +194,15 @@ class Checkpointer:
         self.uri = uri
         self.chief = chief
         self.keep = keep
+        self.fallback = fallback
         self._temp_dirs: list[str] = []
         if chief:
             remove_stale_temp(uri)
         latest = resolve_latest(uri, fallback=fallback)
+        # What restore_latest may try, newest first: `latest`, then the complete ones before it.
+        complete = complete_checkpoints(storage.list_files(uri)) if latest else []
+        self.candidates = [n for n in reversed(complete) if _step(n) < _step(latest)]
+        self.candidates = [latest, *self.candidates] if latest else []
         if storage.is_remote(uri):
             self.read_dir = self._temp_dir(cache_dir, "simclr-ckpt-")
             if latest is not None:
@@ -173,8 +212,10 @@ class Checkpointer:
             os.makedirs(uri, exist_ok=True)
             if latest is not None and chief:
                 self._reindex_local(latest)
-        write_dir = self.read_dir if chief else self._temp_dir(cache_dir, "simclr-ckpt-worker-")
-        self.manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=keep)
+        self._write_dir = (
+            self.read_dir if chief else self._temp_dir(cache_dir, "simclr-ckpt-worker-")
+        )
+        self.manager = tf.train.CheckpointManager(checkpoint, self._write_dir, max_to_keep=keep)
 
     def _reindex_local(self, latest: str) -> None:
         """Makes the local index name `latest` (and the complete ones before it) only."""
@@ -198,19 +239,86 @@ class Checkpointer:
     def latest(self) -> str | None:
         return tf.train.latest_checkpoint(self.read_dir)
 
-    def restore_latest(self) -> str | None:
-        """Restores the newest checkpoint, if any; returns its path."""
-        path = self.latest()
-        if path is not None:
-            # expect_partial: the optimizer's slot variables exist already (built up front).
-            try:
-                self.checkpoint.restore(path).expect_partial()
-            except ValueError as e:  # e.g. "Shapes (16,) and (8,) are incompatible"
-                raise UserError(
-                    f"checkpoint {path} does not fit this model (other --encoder, "
-                    f"--width_multiplier or projection flags?): {str(e).splitlines()[0]}"
-                ) from e
-        return path
+    def restore_latest(self, check: Callable[[str], None] | None = None) -> str | None:
+        """Restores the newest intact checkpoint, if any; returns its local path.
+
+        `check(path)` (e.g. the resume-settings check) runs on each candidate once it is
+        known to be intact, before the restore; its UserError is final (no fallback: an
+        older checkpoint of the same run has the same settings). A corrupt or non-finite
+        newest checkpoint is an error naming the next older one, or with `fallback`
+        skipped with a warning; none intact is an error.
+        """
+        skipped: list[str] = []
+        for i, name in enumerate(self.candidates):
+            path = self._localise(name)
+            problem = problem_with(path)
+            if problem is None:
+                if check is not None:
+                    check(path)
+                problem = self._restore(path)
+            if problem is None:
+                if skipped:
+                    self._adopt(name)
+                return path
+            if not self.fallback:
+                raise UserError(self._refusal(name, problem, self.candidates[i + 1 :]))
+            skipped.append(f"{name} {problem}")
+            print(
+                f"warning: checkpoint {name} in {self.uri} is skipped: it {problem}",
+                file=sys.stderr,
+                flush=True,
+            )
+        if skipped:
+            raise UserError(
+                f"no checkpoint in {self.uri} can be resumed from: {'; '.join(skipped)} "
+                "(use a new --checkpoint_dir to start afresh)"
+            )
+        return None
+
+    def _refusal(self, name: str, problem: str, older: list[str]) -> str:
+        what = f"checkpoint {name} in {self.uri} {problem.replace('corrupt (', 'is corrupt (', 1)}"
+        if older:
+            return f"{what}; pass --checkpoint_fallback to resume from {older[0]}"
+        return f"{what}; there is no older complete checkpoint: use a new --checkpoint_dir"
+
+    def _restore(self, path: str) -> str | None:
+        # expect_partial: the optimizer's slot variables exist already (built up front).
+        try:
+            self.checkpoint.restore(path).expect_partial()
+        except ValueError as e:  # e.g. "Shapes (16,) and (8,) are incompatible"
+            raise UserError(
+                f"checkpoint {path} does not fit this model (other --encoder, "
+                f"--width_multiplier or projection flags?): {_first_line(e)}"
+            ) from e
+        except tf.errors.OpError as e:  # read fine a moment ago: changed under us
+            return f"corrupt ({_first_line(e)})"
+        return None
+
+    def _localise(self, name: str) -> str:
+        """The local path of candidate `name` (downloaded alone into read_dir if remote)."""
+        if storage.is_remote(self.uri) and not os.path.exists(
+            os.path.join(self.read_dir, f"{name}.index")
+        ):
+            for rel in os.listdir(self.read_dir):  # only one candidate on disk at a time
+                if _CHECKPOINT_FILE.fullmatch(rel):
+                    os.remove(os.path.join(self.read_dir, rel))
+            _download(self.uri, name, self.read_dir)
+        return os.path.join(self.read_dir, name)
+
+    def _adopt(self, name: str) -> None:
+        """After a fallback: the index names `name` (the one resumed from) as the latest,
+        and the manager, which read the old index, starts again from it. The skipped newer
+        checkpoint's files are left for inspection; saving that step again replaces them."""
+        if storage.is_remote(self.uri):
+            for rel in os.listdir(self.read_dir):
+                match = _CHECKPOINT_FILE.fullmatch(rel)
+                if match and match.group(1) != name:
+                    os.remove(os.path.join(self.read_dir, rel))
+        elif self.chief:
+            self._reindex_local(name)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self._write_dir, max_to_keep=self.keep
+        )
 
     def save(self, step: int) -> str:
         """Writes checkpoint `ckpt-<step>` and publishes it (chief only)."""

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from simclr import data, storage
+from simclr import data, run_lock, storage
 from simclr.errors import UserError
 from simclr.train_config import (
     PREEMPTED_EXIT_CODE,
@@ -372,6 +372,7 @@ class Trainer:
         from simclr.monitor import KnnMonitor, SummaryLogger, Throughput, log
 
         self.config, self.plan, self.policy = config, plan, policy
+        self.lock: run_lock.RunLock | None = None  # set by run(): checked before each save
         distribute.configure_cpu_devices(config.num_cpu_devices)
         self.strategy_name = distribute.resolve_strategy_name(config.strategy)
         self.strategy = distribute.make_strategy(self.strategy_name)
@@ -443,10 +444,9 @@ class Trainer:
             )
 
     def restore(self) -> int:
-        latest = self.checkpointer.latest()
-        if latest is not None:
-            self.check_resume_settings(latest)
-        path = self.checkpointer.restore_latest()
+        # The settings are checked on the checkpoint actually restored (after any
+        # --checkpoint_fallback past a corrupt newer one), before it is restored.
+        path = self.checkpointer.restore_latest(check=self.check_resume_settings)
         if path is None:
             return 0
         step = int(self.state.step.numpy())
@@ -455,6 +455,8 @@ class Trainer:
         return step
 
     def save(self, step: int) -> None:
+        if self.lock is not None:
+            self.lock.check()  # a run that lost its directory writes nothing more there
         self.state.step.assign(step)
         self.state.last.assign([self.progress.loss, self.progress.accuracy])
         self.checkpointer.save(step)
@@ -658,11 +660,22 @@ def run(config: PretrainConfig) -> dict[str, Any]:
     `Preempted` (SystemExit with PREEMPTED_EXIT_CODE) after a SIGTERM checkpoint."""
     started = time.perf_counter()
     plan, manifest, policy = _prepare(config)
-    trainer = Trainer(config, plan, manifest, policy)
-    try:
-        trainer.fit()
-        metrics = trainer.write_outputs(time.perf_counter() - started)
-    finally:
-        trainer.close()
+    # The run directory is this run's from here on (workers of a multi-worker run share
+    # the chief's): a second writer is refused before any work, see run_lock.py.
+    chief = run_lock.is_chief_task(config.strategy)
+    with run_lock.hold(config.output_dir, enabled=chief, log=_lock_log) as lock:
+        trainer = Trainer(config, plan, manifest, policy)
+        trainer.lock = lock
+        try:
+            trainer.fit()
+            if lock is not None:
+                lock.check()
+            metrics = trainer.write_outputs(time.perf_counter() - started)
+        finally:
+            trainer.close()
     trainer.log(f"done: {metrics}")
     return metrics
+
+
+def _lock_log(message: str) -> None:
+    print(f"[pretrain] {message}", flush=True)

@@ -77,3 +77,19 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def check_writable_location(self, uri: str) -> None:
         """Fail early (UserError) when ``uri`` cannot be written, e.g. no such bucket."""
+
+    # -- conditional writes (the run lease, run_lock.py); object stores only
+
+    def read_versioned(self, uri: str) -> tuple[bytes, str] | None:
+        """(bytes, version token) of one object, or None when it does not exist."""
+        raise NotImplementedError(f"{type(self).__name__}: no conditional operations")
+
+    def create_if_absent(self, uri: str, data: bytes) -> str | None:
+        """Write ``uri`` only if no object has that name: its version token, or None when
+        one exists. Stores without preconditions may ignore them: callers read back."""
+        raise NotImplementedError(f"{type(self).__name__}: no conditional operations")
+
+    def replace_if(self, uri: str, data: bytes, token: str) -> str | None:
+        """Overwrite ``uri`` only if it is still at version ``token``: the new token, or
+        None when it changed (or vanished) in between."""
+        raise NotImplementedError(f"{type(self).__name__}: no conditional operations")

@@ -2,7 +2,9 @@
 
 Never TensorFlow's own gs:// file system: only the client library can be pointed at an
 emulator (``STORAGE_EMULATOR_HOST``). Transient errors (429/5xx, connection resets,
-timeouts) are retried with exponential backoff; 404/403 fail at once.
+timeouts) are retried with exponential backoff within the store budget
+(``SIMCLR_STORE_TIMEOUT``, storage/timeouts.py); 404/403 fail at once. Every request has
+connect and read timeouts, so a dead or silent endpoint fails within the budget.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from simclr.errors import UserError
+from simclr.storage import timeouts
 from simclr.storage.base import ObjectInfo, ObjectStore
 from simclr.storage.local import atomic_local_write, local_errors
 from simclr.storage.uri import dir_prefix, split
@@ -29,7 +32,36 @@ def _retry():
     """
     from google.cloud.storage.retry import DEFAULT_RETRY
 
-    return DEFAULT_RETRY.with_delay(initial=0.5, maximum=16.0, multiplier=2.0).with_timeout(120.0)
+    # No new attempt starts after total - read, so the last one ends within the budget.
+    b = timeouts.budget()
+    return DEFAULT_RETRY.with_delay(initial=0.5, maximum=16.0, multiplier=2.0).with_timeout(
+        b.total - b.read
+    )
+
+
+def _kw() -> dict[str, Any]:
+    """retry= and timeout= (connect, read) for one call: both from the store budget."""
+    b = timeouts.budget()
+    return {"retry": _retry(), "timeout": (b.connect, b.read)}
+
+
+@contextlib.contextmanager
+def _transport_errors(uri: str) -> Iterator[None]:
+    """An endpoint that stayed dead, silent or failing for the whole budget: one line."""
+    import requests
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+
+    try:
+        yield
+    except (
+        gexc.RetryError,
+        requests.exceptions.RequestException,
+        auth_exc.TransportError,
+        ConnectionError,
+        TimeoutError,
+    ) as e:
+        raise UserError(timeouts.unreachable_message(uri, "GCS", e)) from e
 
 
 @functools.cache
@@ -71,7 +103,8 @@ def _bucket_exists(bucket: str) -> bool | None:
     from google.api_core import exceptions as gexc
 
     try:
-        return _client().bucket(bucket).exists(retry=_retry())
+        with _transport_errors(f"gs://{bucket}"):
+            return _client().bucket(bucket).exists(**_kw())
     except gexc.Forbidden:
         return None
 
@@ -82,7 +115,8 @@ def _errors(uri: str, *, missing_ok: bool = False) -> Iterator[None]:
     from google.api_core import exceptions as gexc
 
     try:
-        yield
+        with _transport_errors(uri):
+            yield
     except gexc.NotFound as e:
         if missing_ok:
             return
@@ -92,35 +126,37 @@ def _errors(uri: str, *, missing_ok: bool = False) -> Iterator[None]:
         raise UserError(f"{uri}: not found") from e
     except (gexc.Forbidden, gexc.Unauthorized) as e:
         raise UserError(f"{uri}: permission denied") from e
+    except gexc.GoogleAPICallError as e:  # e.g. a 5xx still failing when the budget ran out
+        raise UserError(f"{uri}: GCS request failed: {e.code} {e.message}".rstrip()) from e
 
 
 class GcsStore(ObjectStore):
     def read_bytes(self, uri: str) -> bytes:
         with _errors(uri):
-            return _blob(uri).download_as_bytes(retry=_retry())
+            return _blob(uri).download_as_bytes(**_kw())
 
     def read_from(self, uri: str, start: int) -> bytes:
         with _errors(uri):
-            return _blob(uri).download_as_bytes(start=start, retry=_retry())
+            return _blob(uri).download_as_bytes(start=start, **_kw())
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         with _errors(uri):
-            _blob(uri).upload_from_string(bytes(data), retry=_retry())
+            _blob(uri).upload_from_string(bytes(data), **_kw())
 
     def upload_file(self, local: str, uri: str) -> None:
         with _errors(uri), local_errors(local):
-            _blob(uri).upload_from_filename(local, retry=_retry())
+            _blob(uri).upload_from_filename(local, **_kw())
 
     def download_file(self, uri: str, local: str) -> None:
         blob = _blob(uri)
         with _errors(uri):
-            atomic_local_write(local, lambda f: blob.download_to_file(f, retry=_retry()))
+            atomic_local_write(local, lambda f: blob.download_to_file(f, **_kw()))
 
     def _blobs(self, uri: str) -> dict[str, Any]:
         bucket, key = split(uri)
         prefix = dir_prefix(key)
         with _errors(uri):
-            blobs = list(_client().list_blobs(bucket, prefix=prefix, retry=_retry()))
+            blobs = list(_client().list_blobs(bucket, prefix=prefix, **_kw()))
         # "dir/" placeholder objects (made by some tools) are not files
         return {b.name[len(prefix) :]: b for b in blobs if not b.name.endswith("/")}
 
@@ -130,7 +166,7 @@ class GcsStore(ObjectStore):
     def is_file(self, uri: str) -> bool:
         _, key = split(uri)
         with _errors(uri, missing_ok=True):
-            return bool(key) and _blob(uri).exists(retry=_retry())
+            return bool(key) and _blob(uri).exists(**_kw())
         return False
 
     def exists(self, uri: str) -> bool:
@@ -138,18 +174,17 @@ class GcsStore(ObjectStore):
 
         bucket, key = split(uri)
         try:
-            if key and _client().bucket(bucket).blob(key).exists(retry=_retry()):
-                return True
-            blobs = _client().list_blobs(
-                bucket, prefix=dir_prefix(key), max_results=1, retry=_retry()
-            )
-            return any(True for _ in blobs)
+            with _transport_errors(uri):
+                if key and _client().bucket(bucket).blob(key).exists(**_kw()):
+                    return True
+                blobs = _client().list_blobs(bucket, prefix=dir_prefix(key), max_results=1, **_kw())
+                return any(True for _ in blobs)
         except gexc.NotFound:
             return False
 
     def delete(self, uri: str) -> None:
         with _errors(uri, missing_ok=True):
-            _blob(uri).delete(retry=_retry())
+            _blob(uri).delete(**_kw())
 
     def delete_prefix(self, uri: str) -> None:
         try:
@@ -160,9 +195,46 @@ class GcsStore(ObjectStore):
             raise
         for rel, blob in blobs.items():
             with _errors(f"{uri.rstrip('/')}/{rel}", missing_ok=True):
-                blob.delete(retry=_retry())
+                blob.delete(**_kw())
 
     def check_writable_location(self, uri: str) -> None:
         bucket, _ = split(uri)
         if _bucket_exists(bucket) is False:
             raise UserError(f"{uri}: bucket '{bucket}' does not exist")
+
+    # -- conditional writes: generation preconditions (ifGenerationMatch; 0 = absent)
+
+    def read_versioned(self, uri: str) -> tuple[bytes, str] | None:
+        from google.api_core import exceptions as gexc
+
+        bucket, key = split(uri)
+        with _errors(uri):
+            blob = _client().bucket(bucket).get_blob(key, **_kw())
+            if blob is None:
+                return None
+            # Read before the download: it resets the properties from response headers.
+            generation = blob.generation
+            try:
+                data = blob.download_as_bytes(if_generation_match=generation, **_kw())
+            except (gexc.NotFound, gexc.PreconditionFailed):
+                return None  # replaced or deleted between the two requests: ask again
+        return data, str(generation)
+
+    def create_if_absent(self, uri: str, data: bytes) -> str | None:
+        return self._upload_if(uri, data, 0)
+
+    def replace_if(self, uri: str, data: bytes, token: str) -> str | None:
+        return self._upload_if(uri, data, int(token))
+
+    def _upload_if(self, uri: str, data: bytes, generation: int) -> str | None:
+        from google.api_core import exceptions as gexc
+
+        blob = _blob(uri)
+        try:
+            with _errors(uri):
+                blob.upload_from_string(bytes(data), if_generation_match=generation, **_kw())
+        except UserError as e:
+            if isinstance(e.__cause__, (gexc.PreconditionFailed, gexc.NotFound)):
+                return None
+            raise
+        return str(blob.generation)

@@ -98,6 +98,8 @@ class DirectoryMirror:
         while not self._stop_event.wait(self.interval_s):
             try:
                 self.sync()
+            except UserError as e:  # one line already (e.g. a dead store); keep trying
+                _log.warning("mirroring %s to %s failed: %s", self.local_dir, self.uri, e)
             except Exception:  # keep mirroring through hiccups; stop() reports errors
                 _log.warning("mirroring %s to %s failed", self.local_dir, self.uri, exc_info=True)
 
@@ -127,5 +129,7 @@ class DirectoryMirror:
             return
         try:  # still save what we can, without hiding the original error
             self.stop()
+        except UserError as e:
+            _log.warning("final mirror sync to %s failed: %s", self.uri, e)
         except Exception:
             _log.warning("final mirror sync to %s failed", self.uri, exc_info=True)

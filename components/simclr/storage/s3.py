@@ -5,8 +5,10 @@ Configured the way S3 users already do it: boto3 reads ``AWS_ACCESS_KEY_ID`` /
 ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` and ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``.
 A non-AWS endpoint gets path-style addressing (``http://minio:9000/bucket/key``: no
 per-bucket DNS names there). Throttling, 5xx and connection errors are retried by
-botocore's "standard" retry mode with exponential backoff; every request has connect
-and read timeouts, so a dead endpoint fails instead of hanging.
+botocore's "standard" retry mode with exponential backoff, within the store budget
+(``SIMCLR_STORE_TIMEOUT``, storage/timeouts.py): every request has connect and read
+timeouts derived from it, and no retry starts that could end past it, so a dead or
+silent endpoint fails within the budget instead of hanging.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ import time
 from collections.abc import Iterator
 
 from simclr.errors import UserError
+from simclr.storage import timeouts
 from simclr.storage.base import ObjectInfo, ObjectStore
 from simclr.storage.local import atomic_local_write, local_errors
 from simclr.storage.uri import dir_prefix, split
 
-CONNECT_TIMEOUT_S = 10.0
-READ_TIMEOUT_S = 60.0
-MAX_ATTEMPTS = 8  # per request, first try included; backoff grows to 20 s between tries
+MAX_ATTEMPTS = 8  # per request, first try included; the store budget bounds them too
+_MAX_BACKOFF_S = 20.0  # botocore standard mode's cap on the sleep between tries
 MULTIPART_THRESHOLD = 64 * 1024 * 1024  # below this one PUT, so the ETag is the MD5
 _BODY_ATTEMPTS = 4  # reading a response body that broke off mid-way
 _DELETE_BATCH = 1000  # DeleteObjects' limit
@@ -45,8 +47,8 @@ _lock = threading.Lock()
 
 
 @functools.cache
-def _client_for(pid: int, aws_env: tuple[tuple[str, str], ...]):
-    """One client per process and AWS configuration (boto3 reads the env itself)."""
+def _client_for(pid: int, aws_env: tuple[tuple[str, str], ...], budget: timeouts.Budget):
+    """One client per process, AWS configuration (boto3 reads the env itself) and budget."""
     del pid, aws_env  # cache key only: clients must not cross fork(); env changes = new client
     import boto3
     import botocore.session
@@ -58,8 +60,8 @@ def _client_for(pid: int, aws_env: tuple[tuple[str, str], ...]):
         # Our retry defaults, unless the user set them the AWS way (AWS_MAX_ATTEMPTS,
         # AWS_RETRY_MODE or the config file).
         config = Config(
-            connect_timeout=CONNECT_TIMEOUT_S,
-            read_timeout=READ_TIMEOUT_S,
+            connect_timeout=budget.connect,
+            read_timeout=budget.read,
             retries={
                 "mode": core.get_config_variable("retry_mode") or "standard",
                 "max_attempts": core.get_config_variable("max_attempts") or MAX_ATTEMPTS,
@@ -78,13 +80,43 @@ def _client_for(pid: int, aws_env: tuple[tuple[str, str], ...]):
             client = session.client("s3", config=config.merge(compat))
     except (bexc.ProfileNotFound, bexc.InvalidConfigError, ValueError) as e:
         raise UserError(f"s3:// access: bad AWS configuration: {e}") from e
+    _add_deadline(client, budget)
     return client
+
+
+def _add_deadline(client, budget: timeouts.Budget) -> None:
+    """No retry of a failed attempt once another one could end past the budget.
+
+    botocore has attempts, not deadlines. Its ``needs-retry`` handlers all run and the
+    first answer that is not None decides, so a handler registered first that answers
+    False ("do not retry") vetoes the retry mode's sleep-and-retry; None defers to it.
+    """
+    started_key = "simclr_started"
+
+    def mark_start(params, **_):
+        params.setdefault("context", {})[started_key] = time.monotonic()
+
+    def deadline(request_dict, attempts, response=None, caught_exception=None, **_):
+        failed = caught_exception is not None or (
+            response is not None and response[0].status_code >= 500
+        )
+        started = (request_dict.get("context") or {}).get(started_key)
+        if not failed or started is None:
+            return None
+        # standard mode sleeps rand * min(base * 2**(attempts - 1), 20 s), base 1 s for
+        # throttling (50 ms otherwise): the longest sleep, then a whole silent attempt.
+        worst_next = min(_MAX_BACKOFF_S, 2.0 ** (attempts - 1)) + budget.read
+        return False if time.monotonic() - started + worst_next > budget.total else None
+
+    client.meta.events.register("before-call.s3", mark_start)
+    client.meta.events.register_first("needs-retry.s3", deadline)
 
 
 def _client():
     env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    budget = timeouts.budget()
     with _lock:  # boto3 sessions are not thread-safe to create; clients are to use
-        return _client_for(os.getpid(), env)
+        return _client_for(os.getpid(), env, budget)
 
 
 def _transfer_config():
@@ -179,7 +211,7 @@ def _errors(uri: str, *, missing_ok: bool = False) -> Iterator[None]:
             "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
         ) from e
     except (bexc.ConnectionError, bexc.HTTPClientError) as e:  # after the retries
-        raise UserError(f"{uri}: cannot reach the S3 endpoint: {e}") from e
+        raise UserError(timeouts.unreachable_message(uri, "S3", e)) from e
 
 
 def _md5_from_etag(etag: str) -> str | None:
@@ -200,15 +232,21 @@ class S3Store(ObjectStore):
         from botocore import exceptions as bexc
 
         bucket, key = _object(uri)
+        budget, started = timeouts.budget(), time.monotonic()
         for attempt in range(_BODY_ATTEMPTS):
             with _errors(uri):
                 body = _client().get_object(Bucket=bucket, Key=key, **extra)["Body"]
+            attempt_started = time.monotonic()
             try:
                 return body.read()
             except (bexc.ResponseStreamingError, bexc.ReadTimeoutError) as e:
-                if attempt == _BODY_ATTEMPTS - 1:
+                if time.monotonic() - attempt_started > budget.total:
+                    started = time.monotonic()  # a long transfer broke off: a fresh budget
+                pause = 0.5 * 2**attempt
+                out_of_time = time.monotonic() - started + pause + budget.read > budget.total
+                if attempt == _BODY_ATTEMPTS - 1 or out_of_time:
                     raise UserError(f"{uri}: download kept failing: {e}") from e
-                time.sleep(0.5 * 2**attempt)
+                time.sleep(pause)
         raise AssertionError("unreachable")
 
     def read_bytes(self, uri: str) -> bytes:
@@ -309,3 +347,44 @@ class S3Store(ObjectStore):
         bucket, _ = split(uri)
         if _bucket_exists(bucket) is False:
             raise UserError(f"{uri}: bucket '{bucket}' does not exist")
+
+    # -- conditional writes: If-None-Match: * and If-Match: <ETag> on PutObject (AWS since
+    # 2024, MinIO, moto). A server that ignores them overwrites: run_lock reads back.
+
+    def read_versioned(self, uri: str) -> tuple[bytes, str] | None:
+        from botocore.exceptions import ClientError
+
+        bucket, key = _object(uri)
+        try:
+            with _errors(uri):
+                response = _client().get_object(Bucket=bucket, Key=key)
+                return response["Body"].read(), response["ETag"]
+        except UserError as e:
+            cause = e.__cause__
+            if isinstance(cause, ClientError) and _code(cause)[0] in _NOT_FOUND_CODES:
+                return None
+            raise
+
+    def create_if_absent(self, uri: str, data: bytes) -> str | None:
+        return self._put_if(uri, data, IfNoneMatch="*")
+
+    def replace_if(self, uri: str, data: bytes, token: str) -> str | None:
+        return self._put_if(uri, data, IfMatch=token)
+
+    def _put_if(self, uri: str, data: bytes, **condition: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        bucket, key = _object(uri)
+        try:
+            with _errors(uri):
+                response = _client().put_object(Bucket=bucket, Key=key, Body=data, **condition)
+        except UserError as e:
+            cause = e.__cause__
+            # 412: the condition failed; 409: a concurrent conditional write won; 404: an
+            # If-Match target vanished.
+            if isinstance(cause, ClientError) and (
+                _code(cause)[1] in (409, 412) or _code(cause)[0] in _NOT_FOUND_CODES
+            ):
+                return None
+            raise
+        return response["ETag"]

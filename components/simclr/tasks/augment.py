@@ -170,6 +170,7 @@ def run(config: AugmentConfig) -> dict[str, Any]:
     from simclr.augment import save_policy
     from simclr.bench.augment import compare
 
+    storage.check_writable(config.output_dir, "--output_dir")  # before any work
     data.load_manifest(config.data_dir)
     wanted = max(config.num_preview_images, config.benchmark_batch_size)
     images, _ = data.load_arrays(config.data_dir, "train", max_examples=wanted)

@@ -188,6 +188,7 @@ def run(config: EmbedConfig) -> dict[str, Any]:
             raise UserError(f"--{name} is required")
     if int(config.batch_size) < 1 or int(config.rows_per_shard) < 0:
         raise UserError("--batch_size must be >= 1 and --rows_per_shard >= 0")
+    storage.check_writable(config.output_dir, "--output_dir")  # before any work
     manifest = read_manifest(config.data_dir)
     splits = _splits(config, manifest)
     from simclr.model import load_encoder

@@ -431,6 +431,7 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
     """Evaluates the encoder; writes the output files; returns metrics.json's content."""
     start = time.perf_counter()
     _check(config)
+    storage.check_writable(config.output_dir, "--output_dir")  # before any work
     requested = _names(config.protocols, "protocols", ev.PROTOCOLS)
     if not requested:
         raise UserError("--protocols is empty")

@@ -91,6 +91,7 @@ def run(config: PrepareDataConfig) -> dict[str, Any]:
         raise UserError(f"--seed must be >= 0, got {config.seed}")
     if not config.output_dir:
         raise UserError("--output_dir is required")
+    storage.check_writable(config.output_dir, "--output_dir")  # before the download
     cifar.check_sha256_flag(config.sha256)
     path = cifar.fetch(config.source, config.cache_dir, config.sha256)
     source_entry = cifar.verify(config.source, path, config.sha256)

@@ -54,8 +54,8 @@ _HELP = {
     "checkpoint_every_steps": "write a checkpoint every N steps (and at the end)",
     "checkpoint_every_seconds": "also write one when S seconds passed since the last",
     "keep_checkpoints": "how many checkpoints to keep",
-    "checkpoint_fallback": "if the newest checkpoint is incomplete, resume from the newest "
-    "complete one (default: stop with an error naming the missing files)",
+    "checkpoint_fallback": "if the newest checkpoint is incomplete, corrupt or non-finite, "
+    "resume from the newest intact one (default: stop with an error naming it)",
     "extend_schedule": "allow resuming a checkpointed run with a different --epochs "
     "(the learning-rate schedule changes from that step on)",
     "monitor_every_epochs": "kNN monitor every N epochs (and at the end); 0: off",

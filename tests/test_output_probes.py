@@ -1,0 +1,103 @@
+"""Issue 19: an --output_dir that is a file or read-only is refused before any work, by
+every task's CLI (pretrain's own case is in tests/test_guarantees.py): one `error:` line
+naming the flag and the location, exit 2, nothing written, no work logged.
+
+Read-only: tests run as root here, which ignores permission bits, so the directory is
+made immutable (`chattr +i`: even root cannot create files in it); as a regular user a
+chmod 0555 does the same. Skipped only if neither is possible.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_train import REPO
+
+
+def _task(name: str, args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", f"simclr.tasks.{name}", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+    )
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "read_only"
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        yield path
+        path.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("root and no chattr +i here: cannot make a read-only directory")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory) -> str:
+    from simclr.model import build_encoder, save_encoder
+
+    uri = tmp_path_factory.mktemp("model") / "encoder"
+    save_encoder(build_encoder("resnet18", 0.125), str(uri), config={})
+    return str(uri)
+
+
+# Each task's arguments apart from --output_dir, and a log line that only its work prints.
+def _args(task: str, data_dir: str, encoder: str, archive: str) -> list[str]:
+    return {
+        "prepare_data": [f"--source={archive}", "--num_shards=2"],
+        "augment": [f"--data_dir={data_dir}", "--benchmark_seconds=0"],
+        "evaluate": [f"--data_dir={data_dir}", f"--model_dir={encoder}", "--protocols=knn"],
+        "embed": [f"--data_dir={data_dir}", f"--model_dir={encoder}"],
+    }[task]
+
+
+WORK_LOGGED = {"prepare_data": "layout) in", "evaluate": "evaluating", "embed": "images/s"}
+TASKS = ["prepare_data", "augment", "evaluate", "embed"]
+
+
+def _assert_refused(proc, output_dir: Path, reason: str, task: str) -> None:
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert f"--output_dir {output_dir} is not writable" in errors[0], errors[0]
+    assert reason in errors[0], errors[0]
+    assert "Traceback" not in proc.stderr
+    if task in WORK_LOGGED:
+        assert WORK_LOGGED[task] not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_output_dir_that_is_a_file(
+    task, tiny_prepared_data, encoder_dir, real_cifar_archive, tmp_path
+):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    args = _args(task, tiny_prepared_data, encoder_dir, str(real_cifar_archive))
+    proc = _task(task, [*args, f"--output_dir={blocker}"])
+    _assert_refused(proc, blocker, "is a file, not a directory", task)
+    assert blocker.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_read_only_output_dir(
+    task, tiny_prepared_data, encoder_dir, real_cifar_archive, read_only_dir
+):
+    args = _args(task, tiny_prepared_data, encoder_dir, str(real_cifar_archive))
+    proc = _task(task, [*args, f"--output_dir={read_only_dir}"])
+    _assert_refused(proc, read_only_dir, "permission denied", task)
+    assert os.listdir(read_only_dir) == []
