@@ -16,6 +16,7 @@ from simclr import report
 from simclr.tasks import evaluate as task
 
 ROOT = Path(__file__).resolve().parents[1]
+LABEL_FREE = ("alignment", "uniformity", "effective_rank", "view_retrieval_top1")
 METRIC_KEYS = {
     "knn_top1",
     "knn_top5",
@@ -216,14 +217,21 @@ def _png_size(path: Path) -> tuple[int, int]:
         return image.size
 
 
-def _event_scalars(logdir: Path) -> dict[str, float]:
+def _event_scalars(logdir: Path, plugin: str = "scalars") -> dict:
+    """tag -> value (scalars) or -> decoded uint8 image (plugin "images")."""
     import tensorflow as tf
 
     out = {}
     for event_file in logdir.glob("events.out.tfevents.*"):
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
             for value in event.summary.value:
-                out[value.tag] = float(tf.make_ndarray(value.tensor))
+                if value.metadata.plugin_data.plugin_name != plugin:
+                    continue
+                tensor = tf.make_ndarray(value.tensor)
+                # images: [width, height, encoded PNG...] strings
+                out[value.tag] = (
+                    float(tensor) if plugin == "scalars" else tf.io.decode_png(tensor[2]).numpy()
+                )
                 assert event.step == 42  # the pretraining step from DIR/metrics.json
     return out
 
@@ -251,13 +259,19 @@ def test_run_writes_metrics_confusion_report_plots_and_tensorboard(
             "confusion_matrix.png",
             "embedding.png",
             "report.md",
+            "gallery.html",
         ]
     )
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []  # no staging left
 
-    # The default baseline runs the frozen-feature protocols only (cheap).
-    assert METRIC_KEYS <= set(metrics)
-    assert set(metrics["baseline"]) == {"knn_top1", "knn_top5", "linear_top1", "linear_top5"}
+    # The default baseline runs the frozen-feature protocols only (cheap), and is measured
+    # label-free like the encoder.
+    assert METRIC_KEYS | set(LABEL_FREE) <= set(metrics) and metrics["labelled"] is True
+    assert set(metrics["baseline"]) == {"knn_top1", "knn_top5", "linear_top1", "linear_top5"} | set(
+        LABEL_FREE
+    )
+    assert metrics["settings"]["label_free_num_images"] == 100
+    assert metrics["settings"]["protocols_skipped"] == []
     for key in METRIC_KEYS:
         assert 0.0 <= metrics[key] <= 1.0 and 0.0 <= metrics["baseline"].get(key, 0) <= 1.0
     assert metrics["num_train"] == 200 and metrics["num_test"] == 100
@@ -293,6 +307,17 @@ def test_run_writes_metrics_confusion_report_plots_and_tensorboard(
     assert scalars["eval/knn_top1"] == pytest.approx(metrics["knn_top1"])
     assert scalars["eval/baseline/linear_top1"] == pytest.approx(metrics["baseline"]["linear_top1"])
     assert scalars["eval/finetune_top1_0.1"] == pytest.approx(metrics["finetune_top1_0.1"])
+    for key in LABEL_FREE:
+        assert scalars[f"eval/{key}"] == pytest.approx(metrics[key])
+        assert scalars[f"eval/baseline/{key}"] == pytest.approx(metrics["baseline"][key])
+    assert "## Label-free quality" in text and "(gallery.html)" in text
+    images = _event_scalars(tb / "eval", "images")
+    assert set(images) == {
+        f"eval/{kind}/{name}"
+        for kind in ("gallery", "map")
+        for name in ("pretrained", "random_init")
+    }
+    assert images["eval/gallery/pretrained"].shape == (16 * 34, 9 * 34 + 2, 3)  # 16 x (1 + 8)
 
 
 def test_run_knn_only_with_limits_on_gcs(
@@ -319,7 +344,9 @@ def test_run_knn_only_with_limits_on_gcs(
     )
     metrics = task.run(config)
     assert storage.read_json(storage.join(out_uri, "metrics.json")) == metrics
-    assert {k for k in metrics if k.endswith(("_top1", "_top5"))} == {"knn_top1", "knn_top5"}
+    protocols_run = {k for k in metrics if k.endswith(("_top1", "_top5")) and k not in LABEL_FREE}
+    assert protocols_run == {"knn_top1", "knn_top5"}
+    assert set(LABEL_FREE) <= set(metrics)
     assert "baseline" not in metrics and "pretrain_steps" not in metrics
     assert metrics["num_train"] == 50 and metrics["num_test"] == 30
     confusion = storage.read_json(storage.join(out_uri, "confusion_matrix.json"))
@@ -328,6 +355,7 @@ def test_run_knn_only_with_limits_on_gcs(
         f.startswith("eval/events.out.tfevents")
         for f in storage.list_files(storage.join(gcs_bucket, "tb"))
     )
+    assert "gallery.html" in storage.list_files(out_uri)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -437,6 +465,8 @@ def test_cli_runs_and_writes_metrics(tiny_prepared_data, tiny_encoder_dir, tmp_p
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_train"] == 200 and metrics["num_test"] == 40
-    assert set(metrics["baseline"]) == {"knn_top1", "knn_top5", "linear_top1", "linear_top5"}
+    assert set(metrics["baseline"]) == {"knn_top1", "knn_top5", "linear_top1", "linear_top5"} | set(
+        LABEL_FREE
+    )
     assert metrics["settings"]["linear_c"] == 0.1 and metrics["settings"]["seed"] == 3
     assert metrics["pretrain_steps"] == 42  # found in the run dir above encoder/

@@ -74,6 +74,7 @@ class EncoderResult:
     predictions: dict[str, np.ndarray]  # protocol -> predicted test class (knn, linear)
     test_features: np.ndarray | None  # frozen features of the test split (for plots)
     details: dict[str, float] = field(default_factory=dict)  # e.g. the chosen L2
+    train_features: np.ndarray | None = None  # frozen features of train (the gallery's bank)
 
 
 # --------------------------------------------------------------------------- features
@@ -359,7 +360,7 @@ def evaluate_encoder(
     metrics: dict[str, float] = {}
     predictions: dict[str, np.ndarray] = {}
     details: dict[str, float] = {}
-    test_features = None
+    test_features = train_features = None
     num_classes, y_test = data.num_classes, data.test_labels
 
     if "knn" in protocols or "linear" in protocols:
@@ -392,7 +393,7 @@ def evaluate_encoder(
             logits = finetune(make_model, images, labels, data.test_images, num_classes, options)
             _add_scores(metrics, predictions, f"finetune_{key}", logits, y_test, top5=False)
             details[f"finetune_num_train_{key}"] = len(labels)
-    return EncoderResult(metrics, predictions, test_features, details)
+    return EncoderResult(metrics, predictions, test_features, details, train_features)
 
 
 def _add_scores(metrics, predictions, name, scores, labels, *, top5: bool) -> None:

@@ -6,8 +6,10 @@
   per encoder side by side (the pretrained and the random-init one). With labels, a
   neighbour sharing its query's label is framed green, another red, and each column
   states the share of such neighbours over all queries.
-- A 2-D map per encoder: PCA of the bank features (numpy SVD, no extra dependency),
-  one dot per image, coloured by label (grey when unlabelled), as inline SVG.
+- A 2-D map per encoder: UMAP of the bank features when ``umap-learn`` is installed,
+  else PCA (numpy SVD, no extra dependency), one dot per image (a seeded sample of at
+  most ``MAP_MAX_POINTS``), coloured by label (grey when unlabelled), as inline SVG;
+  ``map_image`` draws the same map as pixels (for TensorBoard).
 
 Images are inlined as PNG data URIs and the page needs no network and no script: it
 opens as a file, as a KFP HTML artifact and in a browser's sandbox alike.
@@ -29,6 +31,7 @@ from simclr.errors import UserError
 NUM_QUERIES = 16
 NUM_NEIGHBOURS = 8
 MAP_MAX_POINTS = 2000
+MAP_METHODS = ("auto", "pca", "umap")
 # matplotlib's tab10, then greys for unlabelled points
 _PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -59,6 +62,40 @@ def pca_2d(features: np.ndarray) -> np.ndarray:
     return x @ axes.T
 
 
+def umap_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("umap") is not None
+
+
+def map_2d(features: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[np.ndarray, str]:
+    """([N, 2] points, "UMAP" | "PCA"): ``method`` "auto" (UMAP when installed), "pca"
+    or "umap" (UserError when not installed)."""
+    if method not in MAP_METHODS:
+        raise UserError(f"map method must be one of {', '.join(MAP_METHODS)}, got {method!r}")
+    use_umap = method == "umap" or (method == "auto" and umap_available())
+    if method == "umap" and not umap_available():
+        raise UserError("the UMAP map needs umap-learn (pip install umap-learn)")
+    if not use_umap or len(features) < 4:  # UMAP needs a few neighbours
+        return pca_2d(features), "PCA"
+    import umap
+
+    reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(features) - 1))
+    return np.asarray(reducer.fit_transform(np.asarray(features, np.float32)), np.float64), "UMAP"
+
+
+def map_image(points: np.ndarray, labels: np.ndarray, size: int = 360) -> np.ndarray:
+    """uint8 [size, size, 3]: the 2-D map as pixels (3x3 dots, the page's colours)."""
+    image = np.full((size, size, 3), 255, np.uint8)
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    xy = np.round(4 + (points - lo) / span * (size - 9)).astype(int)
+    for (x, y), label in zip(xy, labels, strict=True):
+        rgb = [int(_colour(int(label))[i : i + 2], 16) for i in (1, 3, 5)]
+        image[size - 1 - y - 1 : size - 1 - y + 2, x - 1 : x + 2] = rgb
+    return image
+
+
 def png_data_uri(image: np.ndarray) -> str:
     """A uint8 [H, W, 3] image as a ``data:image/png;base64,...`` URI."""
     from PIL import Image
@@ -85,7 +122,9 @@ def _img(uri: str, css: str, title: str, index: int, extra: str = "") -> str:
     )
 
 
-def _scatter_svg(points: np.ndarray, labels: np.ndarray, name: str, size: int = 360) -> str:
+def _scatter_svg(
+    points: np.ndarray, labels: np.ndarray, name: str, method: str, size: int = 360
+) -> str:
     lo, hi = points.min(axis=0), points.max(axis=0)
     span = np.where(hi - lo > 0, hi - lo, 1.0)
     xy = 8 + (points - lo) / span * (size - 16)
@@ -96,7 +135,7 @@ def _scatter_svg(points: np.ndarray, labels: np.ndarray, name: str, size: int = 
     return (
         f'<svg class="pca-map" data-encoder="{html.escape(name)}" width="{size}" '
         f'height="{size}" viewBox="0 0 {size} {size}" role="img" '
-        f'aria-label="PCA map ({html.escape(name)})"><rect width="100%" height="100%" '
+        f'aria-label="{method} map ({html.escape(name)})"><rect width="100%" height="100%" '
         f'fill="#fff" stroke="#ccc"/>{dots}</svg>'
     )
 
@@ -132,14 +171,17 @@ def write_gallery_html(
     k: int = NUM_NEIGHBOURS,
     seed: int = 0,
     title: str = "What the encoder learned",
+    map_method: str = "auto",
 ) -> dict[str, Any]:
     """Writes the page to ``uri`` (local, gs:// or s3://); returns a summary dict.
 
     ``query_features`` / ``bank_features``: encoder name -> features [Q, D] / [N, D] of
     ``query_images`` / ``bank_images`` (uint8 [., H, W, 3]), e.g. {"pretrained": ...,
     "random_init": ...}, shown in that order. Labels are optional (-1 = unlabelled).
-    The summary: queries (their indices), k, and per encoder the neighbour indices and,
-    with labels, ``label_agreement`` (share of neighbours with their query's label).
+    The summary: queries (their indices), k, ``map_method`` ("UMAP" or "PCA", see
+    ``map_2d``), ``map_points`` (bank indices on the map) and per encoder the neighbour
+    indices, ``map`` (the 2-D points) and, with labels, ``label_agreement`` (share of
+    neighbours with their query's label).
     """
     names = list(query_features)
     if not names or set(names) != set(bank_features):
@@ -156,6 +198,8 @@ def write_gallery_html(
     queries = np.sort(rng.choice(nq, min(num_queries, nq), replace=False))
     labelled = bool((q_labels[queries] >= 0).any())
     summary: dict[str, Any] = {"queries": queries.tolist(), "k": min(k, nb), "encoders": {}}
+    map_keep = np.sort(rng.permutation(nb)[:MAP_MAX_POINTS])
+    summary["map_points"] = map_keep
 
     uris: dict[tuple[str, int], str] = {}
 
@@ -166,7 +210,6 @@ def write_gallery_html(
         return uris[(kind, index)]
 
     columns = []
-    map_keep = np.sort(rng.permutation(nb)[:MAP_MAX_POINTS])
     for name in names:
         neighbours = nearest_neighbours(query_features[name][queries], bank_features[name], k)
         agree = b_labels[neighbours] == q_labels[queries][:, None]
@@ -198,14 +241,16 @@ def write_gallery_html(
             if labelled
             else ""
         )
-        points = pca_2d(bank_features[name][map_keep])
+        points, method = map_2d(bank_features[name][map_keep], map_method, seed)
+        info["map"] = points
+        summary["map_method"] = method
         columns.append(
             f'<section class="encoder" data-encoder="{html.escape(name)}">'
             f"<h2>{html.escape(name)}</h2>{stat}"
             f'<table class="retrieval"><tr><th>query</th><th colspan="{min(k, nb)}">'
             f"{min(k, nb)} nearest in the bank</th></tr>{''.join(rows)}</table>"
-            f"<h3>PCA of {len(map_keep)} bank embeddings</h3>"
-            f"{_scatter_svg(points, b_labels[map_keep], name)}</section>"
+            f"<h3>{method} of {len(map_keep)} bank embeddings</h3>"
+            f"{_scatter_svg(points, b_labels[map_keep], name, method)}</section>"
         )
     legend = "".join(
         f'<span class="key"><span class="dot" style="background:{_colour(i)}"></span>'

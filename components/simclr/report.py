@@ -22,6 +22,14 @@ PUBLISHED_REFERENCE = (
     "with a ResNet-50 pretrained for 1000 epochs at batch size 1024."
 )
 
+# simclr.quality's figures: key -> (row label, value format)
+LABEL_FREE = {
+    "alignment": ("Alignment (views' distance², lower = closer)", "{:.3f}"),
+    "uniformity": ("Uniformity (log-mean Gaussian potential, lower = spread)", "{:.3f}"),
+    "effective_rank": ("Effective rank (1 = collapse)", "{:.1f}"),
+    "view_retrieval_top1": ("Own-view retrieval top-1", "{:.2%}"),
+}
+
 METRIC_LABELS = {
     "knn_top1": "kNN top-1 (k=200)",
     "knn_top5": "kNN top-5",
@@ -95,17 +103,21 @@ def _pad_dims(x: np.ndarray, dims: int) -> np.ndarray:
 def save_embedding_png(
     points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: str, title: str
 ) -> None:
-    """Scatter of 2-D points coloured by class, with a legend."""
+    """Scatter of 2-D points coloured by class, with a legend (grey, no legend, when
+    there are no class names: unlabelled data)."""
     fig = _figure(EMBEDDING_PNG_SIZE)
     ax = fig.add_subplot()
     cmap = _colormap(len(class_names))
     for c, name in enumerate(class_names):
         mask = labels == c
         ax.scatter(points[mask, 0], points[mask, 1], s=6, color=cmap(c), label=name, alpha=0.8)
+    if not class_names:
+        ax.scatter(points[:, 0], points[:, 1], s=6, color="#777777", alpha=0.8)
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=3, frameon=False)
+    if class_names:
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=3, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
 
@@ -142,6 +154,30 @@ def metrics_table(metrics: dict[str, Any], baseline: dict[str, float] | None) ->
     return rows
 
 
+def label_free_section(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> list[str]:
+    """The label-free figures (simclr.quality), pretrained beside random init."""
+    keys = [k for k in LABEL_FREE if k in metrics]
+    if not keys:
+        return []
+    base = baseline if baseline and any(k in baseline for k in keys) else None
+    head = "| Label-free figure | Pretrained |" + (" Random init |" if base else "")
+    rows = ["## Label-free quality", "", head, "| --- | ---: |" + (" ---: |" if base else "")]
+    for k in keys:
+        label, fmt = LABEL_FREE[k]
+        row = f"| {label} | {fmt.format(metrics[k])} |"
+        if base:
+            row += f" {fmt.format(base[k]) if k in base else '—'} |"
+        rows.append(row)
+    return rows + [
+        "",
+        "Wang & Isola (2020) alignment and uniformity, Roy & Vetterli (2007) effective rank, "
+        "and the share of augmented views whose nearest view is their own image's other "
+        "view; no labels needed. Read alignment beside uniformity: a collapsed encoder "
+        "aligns perfectly.",
+        "",
+    ]
+
+
 def render_report(
     metrics: dict[str, Any],
     *,
@@ -150,6 +186,7 @@ def render_report(
     embedding_png: str | None,
     confusion_png: str | None,
     settings: dict[str, Any],
+    gallery_html: str | None = None,
 ) -> str:
     """The Markdown report (report.md)."""
     encoder = metrics.get("encoder", {})
@@ -168,13 +205,27 @@ def render_report(
         "",
         "## Results",
         "",
-        *metrics_table(metrics, metrics.get("baseline")),
-        "",
     ]
+    table = metrics_table(metrics, metrics.get("baseline"))
+    if len(table) > 2:  # more than header and rule: a protocol ran (not so without labels)
+        lines += [*table, ""]
     if "baseline" in metrics:
         lines += [
             "Random init: the same architecture with freshly initialised weights "
             f"(seed {settings.get('seed', 0)}), evaluated the same way.",
+            "",
+        ]
+    skipped = settings.get("protocols_skipped") or []
+    if skipped:
+        lines += [
+            f"No labels in the data: {', '.join(skipped)} need labels and were skipped.",
+            "",
+        ]
+    lines += label_free_section(metrics, metrics.get("baseline"))
+    if gallery_html:
+        lines += [
+            f"Retrieval gallery and 2-D maps (pretrained beside random init): [{gallery_html}]"
+            f"({gallery_html})",
             "",
         ]
     lines += [f"Reference: {PUBLISHED_REFERENCE}", ""]

@@ -15,21 +15,44 @@ weights from ``--seed``) with the protocols in both ``--protocols`` and
 inference pass over the data); add ``finetune`` for a from-scratch supervised
 baseline at the cost of training it.
 
+Label-free figures (``simclr.quality``: alignment, uniformity, effective rank, own-view
+retrieval) are computed for every dataset, on a seeded sample of at most
+``--label_free_max_images`` test images, for the encoder and its random-init baseline.
+
+Data without labels (an image dataset whose manifest says ``"labelled": false``): the
+protocols need labels, so evaluate logs one line naming the skipped ones and reports
+the label-free figures and the gallery only; the run succeeds. ``--data_dir`` may be
+prepare_data's CIFAR-10 layout (manifest format_version 1) or an image dataset
+(format_version 2, ``simclr.images``; decoded and centre-cropped as the SavedModel
+does, at the encoder's input size). Without a test split, a seeded tenth of train
+(at most 1,000 images) is held out as the queries.
+
 Files written to ``--output_dir`` (atomically, ``metrics.json`` last):
 
 - ``metrics.json``: ``knn_top1``, ``knn_top5``, ``linear_top1``, ``linear_top5``,
   ``finetune_top1_<fraction>`` (only the protocols run; fractions in [0, 1]),
-  ``baseline`` (the same keys, when a baseline ran), ``num_train``, ``num_test``,
-  ``encoder`` ({encoder, width_multiplier, feature_dim}), ``pretrain_steps`` (when
-  the model dir has pretrain's metrics.json), ``model_dir``, ``data_dir``, ``settings``.
-- ``confusion_matrix.json``: ``{"class_names", "matrix" (rows: true class, columns:
-  predicted), "per_class_accuracy", "protocol"}``, from the linear probe (else kNN,
-  else the largest fine-tuning fraction); for KFP's ``log_confusion_matrix``.
-- ``confusion_matrix.png``, ``embedding.png`` (2-D t-SNE or PCA of the test
-  features, coloured by class) and ``report.md`` (which references both).
+  ``alignment``, ``uniformity``, ``effective_rank``, ``view_retrieval_top1``,
+  ``baseline`` (the same keys, when a baseline ran), ``labelled``, ``num_train``,
+  ``num_test``, ``encoder`` ({encoder, width_multiplier, feature_dim}),
+  ``pretrain_steps`` (when the model dir has pretrain's metrics.json), ``model_dir``,
+  ``data_dir``, ``settings`` (with ``protocols_skipped``, ``label_free_num_images``,
+  ``gallery`` {queries, k, map_method, label_agreement per encoder}).
+- ``confusion_matrix.json`` (labelled data only): ``{"class_names", "matrix" (rows:
+  true class, columns: predicted), "per_class_accuracy", "protocol"}``, from the linear
+  probe (else kNN, else the largest fine-tuning fraction); for KFP's
+  ``log_confusion_matrix``; and ``confusion_matrix.png``.
+- ``embedding.png`` (2-D t-SNE or PCA of the test features, coloured by class) and
+  ``report.md`` (which references them and the gallery).
+- ``gallery.html`` (``GALLERY_HTML``; unless ``--gallery=false``): ``simclr.gallery``'s
+  self-contained page: ``--gallery_queries`` test images, each with its
+  ``--gallery_neighbours`` nearest train images, pretrained and random init side by
+  side, and a 2-D map (UMAP when umap-learn is installed, else PCA) of the train
+  features coloured by label.
 
 With ``--tensorboard_dir`` the scalars also go to TensorBoard, run ``eval`` under it
-(tags ``eval/knn_top1``, ``eval/baseline/knn_top1``, ...) at the pretraining step.
+(tags ``eval/knn_top1``, ``eval/alignment``, ``eval/baseline/knn_top1``, ...) at the
+pretraining step, and the gallery as images (``eval/gallery/<encoder>``: rows of query |
+neighbours; ``eval/map/<encoder>``).
 """
 
 from __future__ import annotations
@@ -37,7 +60,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -58,6 +80,9 @@ CONFUSION_JSON = "confusion_matrix.json"
 CONFUSION_PNG = "confusion_matrix.png"
 EMBEDDING_PNG = "embedding.png"
 REPORT_MD = "report.md"
+GALLERY_HTML = "gallery.html"
+LABEL_FREE_KEYS = ("alignment", "uniformity", "effective_rank", "view_retrieval_top1")
+MAX_HELD_OUT = 1000  # queries held out of train when a dataset has no test split
 BASELINES = ("random_init", "none")
 EMBEDDINGS = ("tsne", "pca")
 _METHOD_NAMES = {"tsne": "t-SNE", "pca": "PCA"}
@@ -87,13 +112,18 @@ class EvaluateConfig:
     finetune_augment: bool = True
     embedding: str = "tsne"
     embedding_max_points: int = 2000
+    label_free_max_images: int = 2000
+    gallery: bool = True
+    gallery_queries: int = 16
+    gallery_neighbours: int = 8
     seed: int = 0
 
 
 _HELP = {
     "data_dir": "prepare_data output (local, gs:// or s3://).",
     "model_dir": "pretrain's --output_dir, or the encoder/ directory inside it.",
-    "output_dir": "Where metrics.json, confusion_matrix.json/png, embedding.png, report.md go.",
+    "output_dir": "Where metrics.json, confusion_matrix.json/png, embedding.png, report.md, "
+    "gallery.html go.",
     "protocols": "Comma-separated subset of knn,linear,finetune.",
     "baseline": "random_init: also evaluate a randomly initialised encoder of the same "
     "architecture; none: skip.",
@@ -115,6 +145,10 @@ _HELP = {
     "finetune_augment": "Pad-4 random crop + horizontal flip while fine-tuning.",
     "embedding": "2-D embedding plot method: tsne or pca.",
     "embedding_max_points": "Test points in the embedding plot (random subsample).",
+    "label_free_max_images": "Test images (seeded sample) for the label-free figures.",
+    "gallery": "Write gallery.html (and the gallery images to TensorBoard).",
+    "gallery_queries": "Query images (test split) in the gallery.",
+    "gallery_neighbours": "Nearest train images shown per query.",
     "seed": "Seed of the random-init baseline, data splits and fine-tuning.",
 }
 
@@ -174,10 +208,14 @@ def _check(config: EvaluateConfig) -> None:
         "finetune_batch_size",
         "finetune_learning_rate",
         "embedding_max_points",
+        "gallery_queries",
+        "gallery_neighbours",
     )
     for name in positive:
         if not float(getattr(config, name)) > 0:
             raise UserError(f"--{name} must be > 0, got {getattr(config, name)}")
+    if int(config.label_free_max_images) < 2:
+        raise UserError(f"--label_free_max_images must be >= 2, got {config.label_free_max_images}")
     if int(config.finetune_epochs) < 1:
         raise UserError(f"--finetune_epochs must be >= 1, got {config.finetune_epochs}")
     if int(config.linear_augment_copies) < 0:
@@ -222,16 +260,40 @@ def _subset_keys(config: EvaluateConfig, manifest: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- loading
 
 
-def _load_split(config: EvaluateConfig, split: str, limit: int | None, num_classes: int):
+def read_manifest(data_dir: str) -> dict[str, Any]:
+    """The manifest of either layout (1: CIFAR-10, 2: an image dataset)."""
+    from simclr.tasks.embed import read_manifest as read_either
+
+    return read_either(data_dir)
+
+
+def is_labelled(manifest: dict[str, Any]) -> bool:
+    """An image dataset says so (``labelled``); the CIFAR-10 layout always is."""
+    if manifest.get("format_version") == data.FORMAT_VERSION:
+        return True
+    return bool(manifest.get("labelled")) and bool(manifest.get("class_names"))
+
+
+def _load_split(
+    config: EvaluateConfig,
+    split: str,
+    limit: int | None,
+    num_classes: int,
+    manifest: dict[str, Any] | None = None,
+):
     """A split, or a seeded random subset of `limit` examples (not the first ones: a
-    split may be stored grouped by class, e.g. the test split of the JPEG source)."""
-    images, labels = data.load_arrays(
-        config.data_dir, split, int(limit) if limit else None, sample_seed=int(config.seed)
-    )
+    split may be stored grouped by class, e.g. the test split of the JPEG source).
+    `num_classes` 0: unlabelled (labels are -1, not checked)."""
+    if manifest is not None and manifest.get("format_version") != data.FORMAT_VERSION:
+        images, labels = _load_image_split(config, manifest, split, limit)
+    else:
+        images, labels = data.load_arrays(
+            config.data_dir, split, int(limit) if limit else None, sample_seed=int(config.seed)
+        )
     if len(labels) == 0:
         raise UserError(f"{config.data_dir}: split {split!r} is empty")
     bad = (labels < 0) | (labels >= num_classes)
-    if bad.any():
+    if num_classes and bad.any():
         raise UserError(
             f"{config.data_dir}: split {split!r} has labels outside [0, {num_classes}) "
             f"(e.g. {int(labels[bad][0])})"
@@ -239,20 +301,76 @@ def _load_split(config: EvaluateConfig, split: str, limit: int | None, num_class
     return images, labels
 
 
+def _load_image_split(config: EvaluateConfig, manifest: dict[str, Any], split: str, limit):
+    """An image dataset's split as (uint8 [N,S,S,3], int64 [N]): the encoded records
+    read, a seeded sample of `limit` kept (the rule of data.load_arrays), and only those
+    decoded and centre-cropped as the SavedModel does (simclr.export.decode_images)."""
+    import tensorflow as tf
+
+    from simclr.export import decode_images
+    from simclr.images.records import parse_features
+
+    local = storage.localize_dir(config.data_dir)
+    files = data.verified_files(local, manifest, split, config.data_dir)
+    try:
+        records = list(tf.data.TFRecordDataset(files).as_numpy_iterator())
+    except tf.errors.OpError as err:
+        reason = err.message.splitlines()[0]
+        raise UserError(
+            f"{config.data_dir}: split {split!r}: unreadable record: {reason}"
+        ) from None
+    if limit and int(limit) < len(records):
+        rng = np.random.default_rng([int(config.seed), sum(split.encode())])
+        records = [records[i] for i in np.sort(rng.choice(len(records), int(limit), False))]
+    size, stored = int(manifest["image_size"]), int(manifest.get("stored_size") or 0) or None
+    images, labels = [], []
+    for start in range(0, len(records), 256):
+        example = tf.io.parse_example(records[start : start + 256], parse_features())
+        images.append(decode_images(example["image"], size, stored).numpy())
+        labels.append(example["label"].numpy())
+    if not images:
+        return np.zeros((0, size, size, 3), np.uint8), np.zeros((0,), np.int64)
+    return np.concatenate(images), np.concatenate(labels).astype(np.int64)
+
+
+def _has_split(manifest: dict[str, Any], split: str) -> bool:
+    return int(manifest["splits"].get(split, {}).get("num_examples", 0) or 0) > 0
+
+
 def _load_data(
-    config: EvaluateConfig, manifest: dict[str, Any], subset_keys: list[str]
+    config: EvaluateConfig, manifest: dict[str, Any], subset_keys: list[str], labelled: bool
 ) -> ev.EvalData:
-    class_names = [str(c) for c in manifest.get("class_names", [])]
-    if not class_names:
+    class_names = [str(c) for c in manifest.get("class_names", [])] if labelled else []
+    if labelled and not class_names:
         raise UserError(f"{storage.join(config.data_dir, data.MANIFEST)}: no class_names")
     n = len(class_names)
-    x_train, y_train = _load_split(config, data.TRAIN, config.max_train_examples, n)
-    x_test, y_test = _load_split(config, data.TEST, config.max_test_examples, n)
+    x_train, y_train = _load_split(config, data.TRAIN, config.max_train_examples, n, manifest)
+    if _has_split(manifest, data.TEST):
+        x_test, y_test = _load_split(config, data.TEST, config.max_test_examples, n, manifest)
+    elif labelled:
+        raise UserError(
+            f"{config.data_dir}: no test split to score the protocols on "
+            "(prepare it with --test_fraction > 0)"
+        )
+    else:
+        x_train, y_train, x_test, y_test = _hold_out(x_train, y_train, config)
     subsets = {
-        key: _load_split(config, data.LABEL_PREFIX + key, config.max_train_examples, n)
+        key: _load_split(config, data.LABEL_PREFIX + key, config.max_train_examples, n, manifest)
         for key in subset_keys
     }
     return ev.EvalData(class_names, x_train, y_train, x_test, y_test, subsets)
+
+
+def _hold_out(images: np.ndarray, labels: np.ndarray, config: EvaluateConfig):
+    """(train, train labels, queries, query labels): a seeded tenth of train, at most
+    MAX_HELD_OUT and at least 2, kept out of the bank (a query is not its own neighbour)."""
+    count = min(MAX_HELD_OUT, max(2, len(labels) // 10))
+    if len(labels) < count + 2:
+        raise UserError(f"{config.data_dir}: too few images ({len(labels)}) to evaluate")
+    held = np.zeros(len(labels), bool)
+    held[np.random.default_rng(int(config.seed)).choice(len(labels), count, replace=False)] = True
+    _log.info("no test split: %d train images held out as the queries", count)
+    return images[~held], labels[~held], images[held], labels[held]
 
 
 def _pretrained_factory(model):
@@ -314,60 +432,65 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
     start = time.perf_counter()
     _check(config)
     storage.check_writable(config.output_dir, "--output_dir")  # before any work
-    protocols = _names(config.protocols, "protocols", ev.PROTOCOLS)
-    if not protocols:
+    requested = _names(config.protocols, "protocols", ev.PROTOCOLS)
+    if not requested:
         raise UserError("--protocols is empty")
+    manifest = read_manifest(config.data_dir)
+    labelled = is_labelled(manifest)
+    protocols = requested if labelled else []
+    if not labelled:
+        _log.warning(
+            "%s has no labels: skipping %s (they need labels); reporting the label-free "
+            "figures and the gallery",
+            config.data_dir,
+            ", ".join(_PROTOCOL_NAMES[p] for p in requested),
+        )
     baseline_protocols = [
         p
         for p in _names(config.baseline_protocols, "baseline_protocols", ev.PROTOCOLS)
         if p in protocols
     ]
-    options = _options(config)
-    manifest = data.load_manifest(config.data_dir)
     subset_keys = _subset_keys(config, manifest) if "finetune" in protocols else []
-    # Data before the model: bad data fails in seconds, without importing TensorFlow.
-    eval_data = _load_data(config, manifest, subset_keys)
+    # Data before the model: bad data fails in seconds, without loading the encoder.
+    eval_data = _load_data(config, manifest, subset_keys, labelled)
     from simclr.model import load_encoder
 
     model, model_config = load_encoder(config.model_dir)
-    baseline_factory = None
-    if config.baseline == "random_init" and baseline_protocols:
-        baseline_factory = _random_init_factory(model_config, config.model_dir, int(config.seed))
-
-    _log.info("evaluating %s: %s", config.model_dir, ", ".join(protocols))
-    result = ev.evaluate_encoder(
-        _pretrained_factory(model),
-        eval_data,
-        protocols,
-        options,
-        label_fractions=subset_keys,
-        frozen_model=model,
-    )
-    metrics: dict[str, Any] = dict(result.metrics)
-    if baseline_factory is not None:
-        _log.info("random-init baseline: %s", ", ".join(baseline_protocols))
-        baseline = ev.evaluate_encoder(
-            baseline_factory, eval_data, baseline_protocols, options, label_fractions=subset_keys
+    _check_input_size(model, eval_data, config)
+    _log.info("evaluating %s: %s", config.model_dir, ", ".join(protocols) or "label-free only")
+    encoders = {
+        "pretrained": _evaluate_one(
+            model, _pretrained_factory(model), eval_data, protocols, subset_keys, config
         )
-        metrics["baseline"] = baseline.metrics
-    test_features = result.test_features
-    if test_features is None:  # fine-tuning only: the plot still shows the frozen encoder
-        test_features = ev.extract_features(model, eval_data.test_images, options.batch_size)
-
+    }
+    if config.baseline == "random_init":
+        factory = _random_init_factory(model_config, config.model_dir, int(config.seed))
+        _log.info("random-init baseline: %s", ", ".join(baseline_protocols) or "label-free only")
+        encoders["random_init"] = _evaluate_one(
+            factory(), factory, eval_data, baseline_protocols, subset_keys, config
+        )
+    metrics: dict[str, Any] = dict(encoders["pretrained"].metrics)
+    if "random_init" in encoders:
+        metrics["baseline"] = encoders["random_init"].metrics
     metrics.update(
         _run_info(
             config,
             model_config,
             eval_data,
             protocols,
-            baseline_factory,
+            "random_init" in encoders,
             baseline_protocols,
-            result.details,
+            encoders["pretrained"].result.details,
         )
     )
-    _write_outputs(config, metrics, eval_data, result, test_features)
+    metrics["labelled"] = labelled
+    metrics["settings"]["protocols_skipped"] = [p for p in requested if p not in protocols]
+    metrics["settings"]["label_free_num_images"] = encoders["pretrained"].label_free_images
+    images = _write_outputs(config, metrics, eval_data, encoders)
     if config.tensorboard_dir:
-        write_tensorboard(config.tensorboard_dir, metrics, metrics.get("pretrain_steps") or 0)
+        write_tensorboard(
+            config.tensorboard_dir, metrics, metrics.get("pretrain_steps") or 0, images
+        )
     _log.info(
         "evaluation done in %.1fs: %s",
         time.perf_counter() - start,
@@ -376,8 +499,62 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
     return metrics
 
 
+_PROTOCOL_NAMES = {"knn": "kNN", "linear": "linear probe", "finetune": "fine-tuning"}
+
+
+def _check_input_size(model, eval_data: ev.EvalData, config: EvaluateConfig) -> None:
+    want, have = tuple(model.inputs[0].shape[1:3]), eval_data.test_images.shape[1:3]
+    if want != have:
+        raise UserError(
+            f"{config.data_dir} holds {have[0]}x{have[1]} images, the encoder at "
+            f"{config.model_dir} takes {want[0]}x{want[1]}"
+        )
+
+
+@dataclass
+class _Evaluated:
+    """One encoder's results: protocol metrics + label-free figures, and its features."""
+
+    metrics: dict[str, Any]
+    result: ev.EncoderResult
+    test_features: np.ndarray
+    train_features: np.ndarray | None
+    label_free_images: int
+
+
+def _evaluate_one(
+    frozen, factory, eval_data: ev.EvalData, protocols, subset_keys, config: EvaluateConfig
+) -> _Evaluated:
+    """The protocols (if any), then the label-free figures on the test images (their
+    clean features shared with kNN/linear); train features too when the gallery needs them."""
+    from simclr.quality import label_free_quality
+
+    options = _options(config)
+    result = ev.EncoderResult({}, {}, None)
+    if protocols:
+        result = ev.evaluate_encoder(
+            factory, eval_data, protocols, options, label_fractions=subset_keys, frozen_model=frozen
+        )
+    test_features = result.test_features
+    if test_features is None:  # fine-tuning only, or no labels: still plotted and measured
+        test_features = ev.extract_features(frozen, eval_data.test_images, options.batch_size)
+    train_features = result.train_features
+    if train_features is None and config.gallery:
+        train_features = ev.extract_features(frozen, eval_data.train_images, options.batch_size)
+    quality = label_free_quality(
+        frozen,
+        eval_data.test_images,
+        features=test_features,
+        seed=int(config.seed),
+        batch_size=options.batch_size,
+        max_images=int(config.label_free_max_images),
+    )
+    metrics = {**result.metrics, **{k: quality[k] for k in LABEL_FREE_KEYS}}
+    return _Evaluated(metrics, result, test_features, train_features, quality["num_images"])
+
+
 def _run_info(
-    config, model_config, eval_data, protocols, baseline_factory, baseline_protocols, details
+    config, model_config, eval_data, protocols, has_baseline, baseline_protocols, details
 ) -> dict[str, Any]:
     info: dict[str, Any] = {
         "num_train": int(len(eval_data.train_labels)),
@@ -392,7 +569,7 @@ def _run_info(
                 if k not in ("data_dir", "model_dir", "output_dir")
             },
             "protocols_run": protocols,
-            "baseline_protocols_run": baseline_protocols if baseline_factory else [],
+            "baseline_protocols_run": baseline_protocols if has_baseline else [],
             **details,
         },
     }
@@ -420,18 +597,22 @@ def _confusion(eval_data: ev.EvalData, result: ev.EncoderResult) -> dict[str, An
     }
 
 
-def _write_outputs(config, metrics, eval_data, result, test_features) -> None:
-    confusion = _confusion(eval_data, result)
-    points, labels = _embedding(test_features, eval_data.test_labels, config)
+def _write_outputs(config, metrics, eval_data, encoders) -> dict[str, np.ndarray]:
+    """Writes every file (metrics.json last); returns the TensorBoard images (tag -> image)."""
+    result = encoders["pretrained"].result
+    confusion = _confusion(eval_data, result) if result.predictions else None
+    points, labels = _embedding(encoders["pretrained"].test_features, eval_data.test_labels, config)
+    images: dict[str, np.ndarray] = {}
     with storage.atomic_dir(config.output_dir, last=(METRICS_FILE,)) as staging:
-        with open(os.path.join(staging, CONFUSION_JSON), "w") as f:
-            json.dump(confusion, f, indent=2)
-        rp.save_confusion_png(
-            np.asarray(confusion["matrix"]),
-            eval_data.class_names,
-            os.path.join(staging, CONFUSION_PNG),
-            f"Confusion matrix ({confusion['protocol']})",
-        )
+        if confusion is not None:
+            with open(os.path.join(staging, CONFUSION_JSON), "w") as f:
+                json.dump(confusion, f, indent=2)
+            rp.save_confusion_png(
+                np.asarray(confusion["matrix"]),
+                eval_data.class_names,
+                os.path.join(staging, CONFUSION_PNG),
+                f"Confusion matrix ({confusion['protocol']})",
+            )
         rp.save_embedding_png(
             points,
             labels,
@@ -439,18 +620,74 @@ def _write_outputs(config, metrics, eval_data, result, test_features) -> None:
             os.path.join(staging, EMBEDDING_PNG),
             f"Test-set embedding ({_METHOD_NAMES[config.embedding]}, {len(labels)} images)",
         )
+        if config.gallery:
+            summary = _write_gallery(
+                os.path.join(staging, GALLERY_HTML), eval_data, encoders, config
+            )
+            images = _gallery_images(summary, eval_data)
+            metrics["settings"]["gallery"] = {
+                "file": GALLERY_HTML,
+                "queries": len(summary["queries"]),
+                "k": summary["k"],
+                "map_method": summary["map_method"],
+                **{
+                    f"label_agreement_{name}": info["label_agreement"]
+                    for name, info in summary["encoders"].items()
+                    if "label_agreement" in info
+                },
+            }
         text = rp.render_report(
             metrics,
             class_names=eval_data.class_names,
             confusion=confusion,
             embedding_png=EMBEDDING_PNG,
-            confusion_png=CONFUSION_PNG,
+            confusion_png=CONFUSION_PNG if confusion is not None else None,
             settings=metrics["settings"],
+            gallery_html=GALLERY_HTML if config.gallery else None,
         )
         with open(os.path.join(staging, REPORT_MD), "w") as f:
             f.write(text)
         with open(os.path.join(staging, METRICS_FILE), "w") as f:
             json.dump(metrics, f, indent=2, sort_keys=True)
+    return images
+
+
+def _write_gallery(path: str, eval_data: ev.EvalData, encoders, config) -> dict[str, Any]:
+    from simclr import gallery
+
+    labelled = bool(eval_data.class_names)
+    return gallery.write_gallery_html(
+        path,
+        query_images=eval_data.test_images,
+        bank_images=eval_data.train_images,
+        query_features={name: e.test_features for name, e in encoders.items()},
+        bank_features={name: e.train_features for name, e in encoders.items()},
+        query_labels=eval_data.test_labels if labelled else None,
+        bank_labels=eval_data.train_labels if labelled else None,
+        class_names=eval_data.class_names,
+        num_queries=int(config.gallery_queries),
+        k=int(config.gallery_neighbours),
+        seed=int(config.seed),
+        title=f"What the encoder learned: {config.model_dir}",
+    )
+
+
+def _gallery_images(summary: dict[str, Any], eval_data: ev.EvalData) -> dict[str, np.ndarray]:
+    """TensorBoard images: per encoder the retrieval grid and the 2-D map."""
+    from simclr import gallery
+
+    queries = eval_data.test_images[summary["queries"]]
+    labels = eval_data.train_labels if eval_data.class_names else None
+    out = {}
+    for name, info in summary["encoders"].items():
+        neighbours = np.asarray(info["neighbours"])
+        out[f"eval/gallery/{name}"] = gallery.retrieval_grid(
+            queries, eval_data.train_images, neighbours
+        )
+        shown = summary["map_points"]
+        map_labels = labels[shown] if labels is not None else np.full(len(shown), -1)
+        out[f"eval/map/{name}"] = gallery.map_image(info["map"], map_labels)
+    return out
 
 
 def _embedding(features: np.ndarray, labels: np.ndarray, config: EvaluateConfig):
@@ -468,22 +705,28 @@ def scalar_tags(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def _is_metric(key: str, value: Any) -> bool:
-    return isinstance(value, float) and (key.endswith(("_top1", "_top5")) or "_top1_" in key)
+    return isinstance(value, float) and (
+        key.endswith(("_top1", "_top5")) or "_top1_" in key or key in LABEL_FREE_KEYS
+    )
 
 
-def write_tensorboard(tensorboard_dir: str, metrics: dict[str, Any], step: int) -> None:
-    """Writes the scalars to run ``eval`` under ``tensorboard_dir`` (uploaded for gs:// and s3://)."""
-    import tensorflow as tf
+def write_tensorboard(
+    tensorboard_dir: str,
+    metrics: dict[str, Any],
+    step: int,
+    images: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Writes the scalars, and ``images`` (tag -> uint8 [H, W, 3]), to run ``eval`` under
+    ``tensorboard_dir`` (monitor.SummaryLogger: uploaded for gs:// and s3://)."""
+    from simclr.monitor import SummaryLogger
 
-    with tempfile.TemporaryDirectory(prefix="simclr-eval-tb-") as tmp:
-        local = tmp if storage.is_remote(tensorboard_dir) else tensorboard_dir
-        writer = tf.summary.create_file_writer(os.path.join(local, "eval"))
-        with writer.as_default():
-            for tag, value in scalar_tags(metrics).items():
-                tf.summary.scalar(tag, value, step=step)
-        writer.close()
-        if storage.is_remote(tensorboard_dir):
-            storage.upload_dir(tmp, tensorboard_dir)
+    logger = SummaryLogger(storage.join(tensorboard_dir, "eval"), sync_seconds=60.0)
+    try:
+        logger.scalars(step, scalar_tags(metrics))
+        for tag, image in (images or {}).items():
+            logger.images(step, tag, np.asarray(image, np.uint8)[None])
+    finally:
+        logger.close()
 
 
 def main(argv: list[str] | None = None) -> None:
