@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from simclr import data
 from simclr.errors import UserError
 from simclr.images import IngestOptions, ingest_images
 from simclr.tasks import evaluate as task
@@ -138,7 +139,7 @@ def test_labelled_image_dataset_runs_every_protocol_on_the_stored_pixels(pretrai
         finetune_epochs=1,
         embedding="pca",
     )
-    manifest = task.read_manifest(config.data_dir)
+    manifest = data.load_manifest(config.data_dir)
     train, labels = task._load_split(config, "train", None, 10, manifest)
     # 32 px pictures are stored losslessly (PNG) and not resized: the pixels evaluate
     # reads are the JPEG files' decoded pixels, with their folder's label

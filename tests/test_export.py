@@ -270,3 +270,5 @@ def test_config_facts_are_found_in_pretrains_nested_config(encoder):
     assert nested["stem"] == "imagenet" and nested["image_size"] == 32
     assert nested["width_multiplier"] == 0.125 and nested["encoder"] == "resnet18"
     assert saved_model_config(model, {})["stem"] == "cifar"  # auto: <= 32 px
+    # the pipeline passes the flag as given: "auto" is recorded as the stem it built
+    assert saved_model_config(model, {"stem": "auto"})["stem"] == "cifar"

@@ -75,6 +75,7 @@ def test_artifact_types(compiled):
         "confusion_matrix": "system.ClassificationMetrics",
         "report": "system.Markdown",
         "plots": "system.HTML",
+        "gallery": "system.HTML",
     }
     # The TensorBoard pointer and the results are pipeline outputs (shown on the run page).
     pipeline_outputs = spec["root"]["outputDefinitions"]["artifacts"]

@@ -33,6 +33,7 @@ RUNNER = REPO / "tests" / "component_runner.py"
 TINY = {
     "encoder": "resnet18",
     "width_multiplier": 0.125,
+    "stem": "auto",
     "batch_size": 32,
     "learning_rate": 0.5,
     "temperature": 0.5,
@@ -254,7 +255,7 @@ def test_unresolved_run_id_names_the_minimum_backend(tmp_path):
         lambda: adapters.pretrain(
             *[None] * 5, run_id=placeholder, tensorboard_root="", checkpoint_root="", options={}
         ),
-        lambda: adapters.evaluate(*[None] * 7, run_id=placeholder, tensorboard_root="", options={}),
+        lambda: adapters.evaluate(*[None] * 8, run_id=placeholder, tensorboard_root="", options={}),
     ]
     for call in calls:
         with pytest.raises(SystemExit) as exc:

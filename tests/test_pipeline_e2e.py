@@ -147,6 +147,10 @@ def test_evaluation_outputs(local_run):
     report = (run / "evaluate" / "report").read_text()
     assert report.startswith("#") and "data:image/png;base64," in report
     assert "data:image/png;base64," in (run / "evaluate" / "plots").read_text()
+    # The retrieval gallery is an HTML artifact of its own, the page evaluate wrote.
+    gallery = (run / "evaluate" / "gallery").read_text()
+    assert gallery == (run / "evaluate" / "evaluation" / "gallery.html").read_text()
+    assert gallery.count("data:image/png;base64,") > 16
 
 
 def test_model_artifact_carries_the_saved_model_facts(local_run):

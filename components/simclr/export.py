@@ -145,6 +145,8 @@ def saved_model_config(model, config: dict[str, Any]) -> dict[str, Any]:
     Facts are looked up in ``config`` and then in ``config["pretrain"]`` (what pretrain
     passes to ``save_encoder``), so either form works.
     """
+    from simclr.model import resolve_stem
+
     nested = config.get("pretrain") if isinstance(config.get("pretrain"), dict) else {}
 
     def fact(key: str):
@@ -168,7 +170,8 @@ def saved_model_config(model, config: dict[str, Any]) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "image_size": image_size,
         "stored_size": stored_size,
-        "stem": fact("stem") or ("cifar" if image_size <= 32 else "imagenet"),
+        # the stem built, not the flag ("auto" is resolved by the rule the model used)
+        "stem": resolve_stem(fact("stem") or spec.get("stem") or "auto", image_size),
         "encoder": fact("encoder") or spec.get("encoder") or model.name,
         "width_multiplier": fact("width_multiplier") or spec.get("width_multiplier"),
         "feature_dim": feature_dim,

@@ -459,6 +459,7 @@ def evaluate(
     confusion_matrix,
     report,
     plots,
+    gallery,
     *,
     run_id: str,
     tensorboard_root: str,
@@ -503,6 +504,10 @@ def evaluate(
             },
         ),
     )
+    gallery_file = os.path.join(evaluation.path, "gallery.html")
+    if os.path.exists(gallery_file):  # self-contained (data URIs): the UI shows it as is
+        with open(gallery_file) as f:
+            storage.write_text(gallery.path, f.read())
     return metrics
 
 

@@ -16,7 +16,7 @@
                      without GPUs), not cached
                      evaluation (Artifact), eval_metrics (Metrics),
                      confusion_matrix (ClassificationMetrics),
-                     report (Markdown), plots (HTML)
+                     report (Markdown), plots (HTML), gallery (HTML)
 
 `build_pipeline(PipelineOptions(...))` makes the pipeline for one platform (Kubeflow or
 Vertex AI, whose rules are checked then: `platforms.py`), given images and compile-time

@@ -1,7 +1,8 @@
 """`python -m simclr.bench`: the performance table, one JSON object per line.
 
-Runs each benchmark module in turn (augmentation, pretraining, data preparation, image ingest) and
-prints every row as soon as it is measured, so a long run shows progress.
+Runs each benchmark module in turn (augmentation, pretraining, data preparation, image
+ingest, input pipeline) and prints every row as soon as it is measured, so a long run
+shows progress.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import importlib
 import json
 import sys
 
-MODULES = ("augment", "train", "prepare", "ingest")
+MODULES = ("augment", "train", "prepare", "ingest", "input")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -37,7 +37,6 @@ from simclr.tasks._app import dataclass_from_flags, define_dataclass_flags, run_
 _log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
-IMAGE_FORMATS_V2 = ("jpeg", "png")
 
 
 @dataclass
@@ -71,23 +70,6 @@ def config_from_flags(values: flags.FlagValues) -> EmbedConfig:
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def read_manifest(data_dir: str) -> dict[str, Any]:
-    """The manifest of either format (1: CIFAR-10 raw uint8, 2: simclr.images)."""
-    uri = storage.join(data_dir, data.MANIFEST)
-    if not storage.exists(uri):
-        raise UserError(f"{uri}: no manifest (is {data_dir} a prepare_data output?)")
-    try:
-        manifest = json.loads(storage.read_bytes(uri).decode("utf-8", errors="replace"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{uri}: corrupt manifest: {err}") from None
-    version = manifest.get("format_version") if isinstance(manifest, dict) else None
-    if version == data.FORMAT_VERSION:
-        return data.load_manifest(data_dir)
-    if version == 2 and manifest.get("image_format") in IMAGE_FORMATS_V2 and "splits" in manifest:
-        return manifest
-    raise UserError(f"{uri}: unsupported manifest (format_version {version!r})")
 
 
 def _splits(config: EmbedConfig, manifest: dict[str, Any]) -> list[str]:
@@ -189,7 +171,7 @@ def run(config: EmbedConfig) -> dict[str, Any]:
     if int(config.batch_size) < 1 or int(config.rows_per_shard) < 0:
         raise UserError("--batch_size must be >= 1 and --rows_per_shard >= 0")
     storage.check_writable(config.output_dir, "--output_dir")  # before any work
-    manifest = read_manifest(config.data_dir)
+    manifest = data.load_manifest(config.data_dir)
     splits = _splits(config, manifest)
     from simclr.model import load_encoder
 

@@ -260,20 +260,6 @@ def _subset_keys(config: EvaluateConfig, manifest: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- loading
 
 
-def read_manifest(data_dir: str) -> dict[str, Any]:
-    """The manifest of either layout (1: CIFAR-10, 2: an image dataset)."""
-    from simclr.tasks.embed import read_manifest as read_either
-
-    return read_either(data_dir)
-
-
-def is_labelled(manifest: dict[str, Any]) -> bool:
-    """An image dataset says so (``labelled``); the CIFAR-10 layout always is."""
-    if manifest.get("format_version") == data.FORMAT_VERSION:
-        return True
-    return bool(manifest.get("labelled")) and bool(manifest.get("class_names"))
-
-
 def _load_split(
     config: EvaluateConfig,
     split: str,
@@ -284,12 +270,9 @@ def _load_split(
     """A split, or a seeded random subset of `limit` examples (not the first ones: a
     split may be stored grouped by class, e.g. the test split of the JPEG source).
     `num_classes` 0: unlabelled (labels are -1, not checked)."""
-    if manifest is not None and manifest.get("format_version") != data.FORMAT_VERSION:
-        images, labels = _load_image_split(config, manifest, split, limit)
-    else:
-        images, labels = data.load_arrays(
-            config.data_dir, split, int(limit) if limit else None, sample_seed=int(config.seed)
-        )
+    images, labels = data.load_arrays(
+        config.data_dir, split, int(limit) if limit else None, sample_seed=int(config.seed)
+    )
     if len(labels) == 0:
         raise UserError(f"{config.data_dir}: split {split!r} is empty")
     bad = (labels < 0) | (labels >= num_classes)
@@ -299,38 +282,6 @@ def _load_split(
             f"(e.g. {int(labels[bad][0])})"
         )
     return images, labels
-
-
-def _load_image_split(config: EvaluateConfig, manifest: dict[str, Any], split: str, limit):
-    """An image dataset's split as (uint8 [N,S,S,3], int64 [N]): the encoded records
-    read, a seeded sample of `limit` kept (the rule of data.load_arrays), and only those
-    decoded and centre-cropped as the SavedModel does (simclr.export.decode_images)."""
-    import tensorflow as tf
-
-    from simclr.export import decode_images
-    from simclr.images.records import parse_features
-
-    local = storage.localize_dir(config.data_dir)
-    files = data.verified_files(local, manifest, split, config.data_dir)
-    try:
-        records = list(tf.data.TFRecordDataset(files).as_numpy_iterator())
-    except tf.errors.OpError as err:
-        reason = err.message.splitlines()[0]
-        raise UserError(
-            f"{config.data_dir}: split {split!r}: unreadable record: {reason}"
-        ) from None
-    if limit and int(limit) < len(records):
-        rng = np.random.default_rng([int(config.seed), sum(split.encode())])
-        records = [records[i] for i in np.sort(rng.choice(len(records), int(limit), False))]
-    size, stored = int(manifest["image_size"]), int(manifest.get("stored_size") or 0) or None
-    images, labels = [], []
-    for start in range(0, len(records), 256):
-        example = tf.io.parse_example(records[start : start + 256], parse_features())
-        images.append(decode_images(example["image"], size, stored).numpy())
-        labels.append(example["label"].numpy())
-    if not images:
-        return np.zeros((0, size, size, 3), np.uint8), np.zeros((0,), np.int64)
-    return np.concatenate(images), np.concatenate(labels).astype(np.int64)
 
 
 def _has_split(manifest: dict[str, Any], split: str) -> bool:
@@ -435,8 +386,8 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
     requested = _names(config.protocols, "protocols", ev.PROTOCOLS)
     if not requested:
         raise UserError("--protocols is empty")
-    manifest = read_manifest(config.data_dir)
-    labelled = is_labelled(manifest)
+    manifest = data.load_manifest(config.data_dir)
+    labelled = data.is_labelled(manifest)
     protocols = requested if labelled else []
     if not labelled:
         _log.warning(

@@ -1,0 +1,146 @@
+"""Benchmark: the pretraining input pipeline from stored JPEG records, against a plain
+per-image Pillow loader, at 96 and 224 px.
+
+Both take the same stored pictures (scikit-image's photographs ingested at the size:
+shorter side 110 / 256 px, JPEG, held in memory so no file I/O is timed) and produce
+what SimCLR consumes: two random resized crops of each image (area 0.08-1, aspect
+3/4-4/3), flipped, uint8 at the training size.
+
+- ours: `simclr.data.crop_pairs` in a parallel, deterministic tf.data map over the
+  encoded records (one decode, two crops, bicubic resize), as `train.make_input` runs it;
+- Pillow: what a torchvision `ImageFolder` + `RandomResizedCrop` + `RandomHorizontalFlip`
+  loader does per image (`Image.open(...).convert("RGB")`, torchvision's box sampling,
+  `Image.resize(size, BILINEAR, box=crop)`, flip, `np.asarray`), one image at a time.
+
+Each row: images/s (pairs of views) and images per CPU-second (process CPU time over
+all threads: the per-core figure, comparable however many cores tf.data used).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import random
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+SIZES = (96, 224)
+
+
+def _stored_records(work: str, image_size: int, count: int) -> tuple[str, list[bytes]]:
+    from simclr import data
+    from simclr.bench.ingest import write_photo_folder
+    from simclr.images import IngestOptions, ingest
+
+    photos = os.path.join(work, "photos")
+    if not os.path.isdir(photos):
+        write_photo_folder(photos, count=count)
+    out = os.path.join(work, f"data-{image_size}")
+    ingest(photos, out, IngestOptions(image_size=image_size, test_fraction=0.0))
+    encoded = [bytes(e.numpy()) for e, _, _ in data.encoded_records(out, "train")]
+    return out, encoded
+
+
+def measure_ours(data_dir: str, image_size: int, seconds: float) -> dict[str, Any]:
+    import tensorflow as tf
+
+    from simclr import data
+    from simclr.augment import default_policy
+
+    policy = default_policy(image_size)
+    records = data.encoded_records(data_dir, "train").cache().repeat()
+    seeds = tf.data.Dataset.range(1 << 40).map(lambda i: tf.stack([tf.constant(0, tf.int64), i]))
+    ds = tf.data.Dataset.zip(records, seeds).map(
+        lambda record, seed: data.crop_pairs(*record, seed, policy, image_size),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    batches = iter(ds.batch(64).prefetch(2))
+    for _ in range(3):  # warm up: tracing, the cache's first pass
+        next(batches)
+    return _timed(lambda: next(batches).shape[0], seconds)
+
+
+def _torchvision_box(width: int, height: int, rng: random.Random) -> tuple[int, int, int, int]:
+    """torchvision.transforms.RandomResizedCrop.get_params (v0.17): (top, left, h, w)."""
+    area = width * height
+    log_ratio = (math.log(3 / 4), math.log(4 / 3))
+    for _ in range(10):
+        target = area * rng.uniform(0.08, 1.0)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w
+    side = min(width, height)  # fallback: central crop (torchvision's, ratio clamped)
+    return (height - side) // 2, (width - side) // 2, side, side
+
+
+def measure_pillow(encoded: list[bytes], image_size: int, seconds: float) -> dict[str, Any]:
+    from PIL import Image
+
+    rng = random.Random(0)
+    index = [0]
+
+    def one_image() -> int:
+        data = encoded[index[0] % len(encoded)]
+        index[0] += 1
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        views = []
+        for _ in range(2):
+            top, left, h, w = _torchvision_box(image.width, image.height, rng)
+            view = image.resize(
+                (image_size, image_size),
+                Image.Resampling.BILINEAR,
+                box=(left, top, left + w, top + h),
+            )
+            if rng.random() < 0.5:
+                view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            views.append(np.asarray(view))
+        return 1 if np.stack(views).shape[0] == 2 else 0
+
+    for _ in range(8):
+        one_image()
+    return _timed(one_image, seconds)
+
+
+def _timed(step, seconds: float) -> dict[str, Any]:
+    images, start, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - start < seconds:
+        images += step()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {
+        "value": round(images / wall, 1),
+        "unit": "images/s",
+        "images_per_cpu_second": round(images / cpu, 1) if cpu > 0 else None,
+        "cpu_cores_used": round(cpu / wall, 2),
+    }
+
+
+def benchmarks(args: Any) -> Iterator[dict[str, Any]]:
+    quick = bool(getattr(args, "quick", False))
+    seconds = 2.0 if quick else 8.0
+    with tempfile.TemporaryDirectory(prefix="simclr-bench-input-") as work:
+        for size in SIZES:
+            data_dir, encoded = _stored_records(work, size, 40 if quick else 120)
+            ours = measure_ours(data_dir, size, seconds)
+            pillow = measure_pillow(encoded, size, seconds)
+            per_core = (ours["images_per_cpu_second"] or 0) / max(
+                1e-9, pillow["images_per_cpu_second"] or 0
+            )
+            common = {"image_size": size, "views_per_image": 2, "stored_format": "jpeg"}
+            yield {"name": f"input_pipeline_{size}px_images_per_second", **common, **ours}
+            yield {"name": f"input_pillow_loader_{size}px_images_per_second", **common, **pillow}
+            yield {
+                "name": f"input_pipeline_{size}px_per_core_speedup_vs_pillow",
+                "value": round(per_core, 2),
+                "unit": "x",
+                **common,
+                # what 16 cores of this machine would feed at this rate
+                "images_per_second_16_cores": round(16 * (ours["images_per_cpu_second"] or 0)),
+            }
