@@ -62,6 +62,18 @@ class _RunsShell:
         return (os.system, (self.command,))
 
 
+def prepare_data_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs the prepare_data task in a fresh interpreter (the command users run)."""
+    return subprocess.run(
+        [sys.executable, "-m", "simclr.tasks.prepare_data", *args],
+        cwd=Path(__file__).resolve().parents[1],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def _random_split(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     labels = rng.permutation(np.arange(n) % 10).astype(np.int64)

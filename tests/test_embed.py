@@ -115,6 +115,33 @@ def test_image_dataset_rows_carry_paths_and_match_the_source_files(
         np.testing.assert_allclose(got.embeddings, want, atol=1e-4)
 
 
+def test_an_image_folder_is_embedded_without_prepare_data(pretrained_run, tmp_path):
+    """--data_dir an image folder (class subfolders): ingested first, as prepare_data
+    would; a duplicate and an empty file are skipped; rows match the source pictures."""
+    import shutil
+
+    from PIL import Image
+    from simclr.evaluate import l2_normalize
+    from simclr.model import load_encoder
+
+    jpegs = cifar_jpegs()
+    photos = tmp_path / "photos"
+    files = write_class_folders(photos, jpegs.per_class(3), jpegs.classes)
+    first = sorted(files)[0]
+    shutil.copy(photos / first, photos / Path(first).parent / "copy-of-first.jpg")
+    (photos / Path(first).parent / "empty.png").write_bytes(b"")
+    out = tmp_path / "embeddings"
+    metrics = _run(model_dir=pretrained_run, data_dir=str(photos), output_dir=str(out))
+    assert metrics["num_images"] == 30 and list(metrics["splits"]) == ["train"]
+    got = emb.read_embeddings(str(out), "train")
+    assert sorted(got.paths) == sorted(files)  # the copy and the empty file are not rows
+    assert [files[p] for p in got.paths] == got.labels.tolist()
+    model, _ = load_encoder(pretrained_run)
+    pixels = np.stack([np.asarray(Image.open(photos / p)) for p in got.paths])
+    want = l2_normalize(model.predict(pixels, verbose=0))
+    np.testing.assert_allclose(got.embeddings, want, atol=1e-4)
+
+
 def test_non_finite_embeddings_publish_nothing(real_prepared_data, tmp_path):
     import keras
     from simclr.errors import UserError

@@ -8,8 +8,6 @@ import logging
 import os
 import pickle
 import re
-import subprocess
-import sys
 import tarfile
 import threading
 from pathlib import Path
@@ -20,21 +18,9 @@ from simclr import cifar, data, storage
 from simclr.errors import UserError
 from simclr.tasks import prepare_data
 
-from tests.fixtures_data import make_synthetic_archive
+from tests.fixtures_data import make_synthetic_archive, prepare_data_cli
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(
-        [sys.executable, "-m", "simclr.tasks.prepare_data", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 BAD_INPUTS = {
@@ -64,7 +50,7 @@ def test_bad_input_is_one_error_line_and_no_manifest(case: str, tmp_path: Path) 
         corruption = dict(corruption, pickle_payload=f"touch {marker}")
     archive = make_synthetic_archive(tmp_path / "src", num_train=50, num_test=20, **corruption)
     out = tmp_path / "out"
-    result = _cli(
+    result = prepare_data_cli(
         f"--source={archive.path}",
         f"--output_dir={out}",
         f"--cache_dir={tmp_path}/cache",
@@ -85,7 +71,7 @@ def test_bad_input_is_one_error_line_and_no_manifest(case: str, tmp_path: Path) 
 def test_cli_writes_manifest_and_is_byte_identical_on_rerun(tmp_path: Path) -> None:
     archive = make_synthetic_archive(tmp_path, num_train=120, num_test=40, seed=5)
     outs = [tmp_path / "a", tmp_path / "b"]
-    result = _cli(
+    result = prepare_data_cli(
         f"--source={archive.path}",
         f"--output_dir={outs[0]}",
         "--num_shards=3",

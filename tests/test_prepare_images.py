@@ -5,9 +5,6 @@ s3:// prefixes (the suite's GCS emulator and S3 server); the archive path untouc
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +12,7 @@ import pytest
 from simclr import data, storage
 from simclr.tasks import prepare_data
 
-from tests.fixtures_data import make_synthetic_archive
+from tests.fixtures_data import make_synthetic_archive, prepare_data_cli
 from tests.fixtures_images import (
     cifar_jpegs,
     write_class_folders,
@@ -28,20 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 PER_CLASS = 6  # 60 real CIFAR-10 JPEGs
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(
-        [sys.executable, "-m", "simclr.tasks.prepare_data", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def _ok(*args: str) -> dict:
-    result = _cli(*args)
+    result = prepare_data_cli(*args)
     assert result.returncode == 0, result.stderr[-2000:]
     out = [a.split("=", 1)[1] for a in args if a.startswith("--output_dir=")][0]
     return storage.read_json(storage.join(out, "manifest.json"))
@@ -107,7 +92,7 @@ def test_flat_folder_and_lists_unlabelled_and_labelled(folders, tmp_path) -> Non
     assert jsonl["labelled"] is False and jsonl["source"]["layout"] == "jsonl"
 
 
-def test_resolution_flags_and_bad_images_through_the_cli(folders, tmp_path) -> None:
+def test_resolution_flags_and_bad_images_through_theprepare_data_cli(folders, tmp_path) -> None:
     src = tmp_path / "src"
     write_flat_folder(src, cifar_jpegs().files[:20])
     (src / "broken.jpg").write_bytes(b"not a picture at all" * 10)
@@ -116,7 +101,9 @@ def test_resolution_flags_and_bad_images_through_the_cli(folders, tmp_path) -> N
     assert [s["path"] for s in manifest["skipped"]] == ["broken.jpg"]
     x, _ = data.load_arrays(str(tmp_path / "a"), "train")
     assert x.shape[1:] == (48, 48, 3)  # centre crop of the stored picture
-    fail = _cli(f"--source={src}", f"--output_dir={tmp_path / 'b'}", "--on_bad_image=fail")
+    fail = prepare_data_cli(
+        f"--source={src}", f"--output_dir={tmp_path / 'b'}", "--on_bad_image=fail"
+    )
     assert fail.returncode == 2 and fail.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "broken.jpg" in fail.stderr and not (tmp_path / "b" / "manifest.json").exists()
     for args, message in [
@@ -124,7 +111,7 @@ def test_resolution_flags_and_bad_images_through_the_cli(folders, tmp_path) -> N
         (["--on_bad_image=maybe"], "on_bad_image"),
         (["--test_fraction=1.5"], "test_fraction"),
     ]:
-        bad = _cli(f"--source={src}", f"--output_dir={tmp_path / 'c'}", *args)
+        bad = prepare_data_cli(f"--source={src}", f"--output_dir={tmp_path / 'c'}", *args)
         assert bad.returncode != 0 and message in bad.stderr, bad.stderr[-500:]
         assert "Traceback" not in bad.stderr
 
@@ -135,7 +122,9 @@ def test_archive_path_is_unchanged_and_refuses_other_sizes(tmp_path) -> None:
     assert manifest["format_version"] == 1 and manifest["image_format"] == "raw_uint8"
     assert len(manifest["splits"]["train"]["files"]) == prepare_data.CIFAR_NUM_SHARDS
     assert "labelled" not in manifest and data.is_labelled(manifest)
-    bad = _cli(f"--source={archive.path}", f"--output_dir={tmp_path / 'e'}", "--image_size=64")
+    bad = prepare_data_cli(
+        f"--source={archive.path}", f"--output_dir={tmp_path / 'e'}", "--image_size=64"
+    )
     assert bad.returncode == 2 and "holds 32x32 images" in bad.stderr
 
 

@@ -6,7 +6,9 @@
 ``--model_dir`` is pretrain's ``--output_dir`` (or the ``encoder/`` inside it);
 ``--data_dir`` a prepare_data output: the CIFAR-10 layout (manifest format_version 1) or
 an image dataset (format_version 2, ``simclr.images``: JPEG/PNG records, decoded and
-centre-cropped as ``simclr.export.fit_to_training_size``, i.e. as the SavedModel does).
+centre-cropped as ``simclr.export.fit_to_training_size``, i.e. as the SavedModel does);
+or an image folder, bucket prefix or CSV/JSONL list, ingested first as prepare_data would
+(at the encoder's sizes, all in split "train"; bad and duplicate files are skipped).
 Every directory may be local, gs:// or s3://.
 
 Writes ``--output_dir/<split>-00000-of-0000N.parquet`` (rows in record order: ``id``,
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,7 +55,7 @@ class EmbedConfig:
 
 _HELP = {
     "model_dir": "pretrain's --output_dir, or the encoder/ directory inside it.",
-    "data_dir": "prepare_data output (CIFAR-10 or an image dataset; local, gs:// or s3://).",
+    "data_dir": "prepare_data output, or an image folder, prefix or CSV/JSONL list (local/gs/s3).",
     "output_dir": "Where the Parquet shards and metrics.json go (local, gs:// or s3://).",
     "splits": "Comma-separated splits to embed (default: all splits of the manifest).",
     "batch_size": "Images per encoder call.",
@@ -171,12 +174,46 @@ def run(config: EmbedConfig) -> dict[str, Any]:
     if int(config.batch_size) < 1 or int(config.rows_per_shard) < 0:
         raise UserError("--batch_size must be >= 1 and --rows_per_shard >= 0")
     storage.check_writable(config.output_dir, "--output_dir")  # before any work
-    manifest = data.load_manifest(config.data_dir)
-    splits = _splits(config, manifest)
     from simclr.model import load_encoder
 
     model, model_config = load_encoder(config.model_dir)
     image_size = int(model.inputs[0].shape[1])
+    with tempfile.TemporaryDirectory(prefix="simclr-embed-") as work:
+        data_dir = _dataset_dir(config.data_dir, image_size, model_config, work)
+        return _embed(config, data_dir, model, model_config, image_size)
+
+
+def _dataset_dir(source: str, image_size: int, model_config: dict[str, Any], work: str) -> str:
+    """`source` when it is a prepare_data output; an image folder, bucket prefix or
+    CSV/JSONL list is first ingested into `work` as prepare_data would (simclr.images, at
+    the encoder's image and stored sizes, every image in one "train" split), so its
+    pixels are the ones the SavedModel would see."""
+    if storage.exists(storage.join(source, data.MANIFEST)):
+        return source
+    from simclr.images import IngestOptions, ingest
+    from simclr.images.sources import CIFAR_ARCHIVE, detect_source_kind
+
+    missing = not storage.is_remote(source) and not os.path.exists(storage.local_path(source))
+    if missing or detect_source_kind(source) == CIFAR_ARCHIVE:
+        raise UserError(
+            f"{source}: no manifest (neither a prepare_data output nor an image folder or list)"
+        )
+    stored = model_config.get("stored_size")
+    options = IngestOptions(
+        image_size=image_size,
+        stored_size=int(stored) if stored else None,
+        test_fraction=0.0,
+        label_fractions=(),
+    )
+    out = os.path.join(work, "dataset")
+    _log.info("embed: %s is not a prepared dataset; ingesting its images first", source)
+    ingest(source, out, options)
+    return out
+
+
+def _embed(config: EmbedConfig, data_dir: str, model, model_config, image_size: int) -> dict:
+    manifest = data.load_manifest(data_dir)
+    splits = _splits(config, manifest)
     version = manifest["format_version"]
     if version == 2 and int(manifest.get("image_size", image_size)) != image_size:
         raise UserError(
@@ -185,7 +222,7 @@ def run(config: EmbedConfig) -> dict[str, Any]:
         )
     dim = int(model.outputs[0].shape[-1])
     per_shard = emb.rows_per_shard(dim, int(config.rows_per_shard))
-    local = storage.localize_dir(config.data_dir)
+    local = storage.localize_dir(data_dir)
     totals = {s: int(manifest["splits"][s]["num_examples"]) for s in splits}
     progress = _Progress(sum(totals.values()), float(config.progress_every_s))
     encoder_facts = {k: model_config.get(k) for k in ("encoder", "width_multiplier", "stem")}
