@@ -164,6 +164,31 @@ def test_flipped_training_shard_fails_naming_it(real_prepared_data, tmp_path):
     assert not (out / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("damage", ["flipped", "truncated"])
+def test_damaged_training_shard_without_sha256_is_one_line(damage, real_prepared_data, tmp_path):
+    """No sha256 to check first: the record CRC (or the cut) is met inside a training
+    step, and is one line naming the data, not tf.data's DataLossError traceback."""
+    import json
+
+    data_dir, manifest, _ = _copy_data(real_prepared_data, tmp_path)
+    entry = manifest["splits"]["train"]["shards"][0]
+    del entry["sha256"]
+    (data_dir / "manifest.json").write_text(json.dumps(manifest))
+    shard = data_dir / entry["file"]
+    if damage == "flipped":
+        _flip_bytes(shard, 5000)
+    else:
+        shard.write_bytes(shard.read_bytes()[:-5000])
+    out = tmp_path / "out"
+    args = [f"--data_dir={data_dir}", f"--output_dir={out}", *TINY, "--max_train_examples=0"]
+    proc = pretrain_cli(args, timeout=180)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = _error_lines(proc.stderr)
+    assert len(errors) == 1 and "a training shard is corrupt" in errors[0], proc.stderr[-2000:]
+    assert str(data_dir) in errors[0] and "Traceback" not in proc.stderr
+    assert not (out / "metrics.json").exists()
+
+
 def test_numpy_fast_path_checks_record_crcs(real_prepared_data, tmp_path):
     """Without a sha256 in the manifest, the record CRCs still catch flipped bytes."""
     import json

@@ -70,11 +70,13 @@ WORK_LOGGED = {"prepare_data": "layout) in", "evaluate": "evaluating", "embed": 
 TASKS = ["prepare_data", "augment", "evaluate", "embed"]
 
 
-def _assert_refused(proc, output_dir: Path, reason: str, task: str) -> None:
+def _assert_refused(
+    proc, output_dir: Path, reason: str, task: str, flag: str = "--output_dir"
+) -> None:
     assert proc.returncode == 2, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, proc.stderr[-3000:]
-    assert f"--output_dir {output_dir} is not writable" in errors[0], errors[0]
+    assert f"{flag} {output_dir} is not writable" in errors[0], errors[0]
     assert reason in errors[0], errors[0]
     assert "Traceback" not in proc.stderr
     if task in WORK_LOGGED:
@@ -101,3 +103,15 @@ def test_read_only_output_dir(
     proc = _task(task, [*args, f"--output_dir={read_only_dir}"])
     _assert_refused(proc, read_only_dir, "permission denied", task)
     assert os.listdir(read_only_dir) == []
+
+
+def test_evaluate_refuses_a_read_only_tensorboard_dir_before_any_work(
+    tiny_prepared_data, encoder_dir, read_only_dir, tmp_path
+):
+    """Its TensorBoard scalars are written after metrics.json: found late, the run would
+    publish and then crash."""
+    out = tmp_path / "evaluation"
+    args = _args("evaluate", tiny_prepared_data, encoder_dir, "")
+    proc = _task("evaluate", [*args, f"--output_dir={out}", f"--tensorboard_dir={read_only_dir}"])
+    _assert_refused(proc, read_only_dir, "permission denied", "evaluate", "--tensorboard_dir")
+    assert not out.exists() and os.listdir(read_only_dir) == []

@@ -264,7 +264,7 @@ class Checkpointer:
                 raise UserError(self._refusal(name, problem, self.candidates[i + 1 :]))
             skipped.append(f"{name} {problem}")
             print(
-                f"warning: checkpoint {name} in {self.uri} is skipped: it {problem}",
+                f"warning: checkpoint {name} in {self.uri} is skipped: {problem}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -589,7 +589,7 @@ class Trainer:
         self.log(line)
 
     def fit(self) -> None:
-        tf, plan, config = self._tf, self.plan, self.config
+        plan, config = self.plan, self.config
         start = self.restore()
         if self.chief:
             remove_previous_outputs(config.output_dir)
@@ -606,9 +606,7 @@ class Trainer:
         step = start
         try:
             while step < plan.total_steps:
-                values = train_step(
-                    iterator, tf.constant(step, tf.int64), tf.constant(self._vote())
-                )
+                values = self._guarded_step(train_step, iterator, step)
                 loss, accuracy, stop_votes, bad_votes = (float(v) for v in values.numpy())
                 self._check_finite(step + 1, loss, accuracy, bad_votes)
                 step += 1
@@ -619,6 +617,20 @@ class Trainer:
         finally:
             self.stop.uninstall()
         self.final_step = step
+
+    def _guarded_step(self, train_step, iterator, step: int):
+        """One step; a record that fails its CRC or breaks off (a shard damaged after the
+        manifest's sha256 was checked, or one without a sha256) is one line, not tf.data's
+        traceback. Nothing of the step is saved: the last checkpoint stays the good one."""
+        tf = self._tf
+        try:
+            return train_step(iterator, tf.constant(step, tf.int64), tf.constant(self._vote()))
+        except tf.errors.DataLossError as err:
+            reason = err.message.splitlines()[0] if err.message else type(err).__name__
+            raise UserError(
+                f"{self.config.data_dir}: a training shard is corrupt at step {step + 1} "
+                f"({reason}); re-run prepare_data or re-copy the data"
+            ) from None
 
     def _vote(self) -> float:
         """This process's vote, summed over all replicas by the step: 1 to stop (SIGTERM),

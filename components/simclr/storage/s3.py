@@ -122,7 +122,11 @@ def _client():
 def _transfer_config():
     from boto3.s3.transfer import TransferConfig
 
-    return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=4)
+    # One s3transfer attempt: botocore's retries (bounded by the budget) already cover each
+    # request, and s3transfer's own download retries (5) would multiply the time past it.
+    return TransferConfig(
+        multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=4, num_download_attempts=1
+    )
 
 
 def _object(uri: str) -> tuple[str, str]:
@@ -192,6 +196,7 @@ def _errors(uri: str, *, missing_ok: bool = False) -> Iterator[None]:
     """Turn permanent (or retried to exhaustion) S3 errors into one-line UserErrors."""
     from boto3.exceptions import S3UploadFailedError
     from botocore import exceptions as bexc
+    from s3transfer.exceptions import RetriesExceededError
 
     try:
         yield
@@ -212,6 +217,8 @@ def _errors(uri: str, *, missing_ok: bool = False) -> Iterator[None]:
         ) from e
     except (bexc.ConnectionError, bexc.HTTPClientError) as e:  # after the retries
         raise UserError(timeouts.unreachable_message(uri, "S3", e)) from e
+    except RetriesExceededError as e:  # s3transfer's download gave up (its cause inside)
+        raise UserError(timeouts.unreachable_message(uri, "S3", e.last_exception or e)) from e
 
 
 def _md5_from_etag(etag: str) -> str | None:

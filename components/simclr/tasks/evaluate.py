@@ -383,6 +383,8 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
     start = time.perf_counter()
     _check(config)
     storage.check_writable(config.output_dir, "--output_dir")  # before any work
+    if config.tensorboard_dir:  # written after metrics.json: a failure there would be late
+        storage.check_writable(config.tensorboard_dir, "--tensorboard_dir")
     requested = _names(config.protocols, "protocols", ev.PROTOCOLS)
     if not requested:
         raise UserError("--protocols is empty")
