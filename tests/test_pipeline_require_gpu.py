@@ -29,6 +29,7 @@ def _call_pretrain(tmp_path, data_dir, num_gpus: int):
         tensorboard=_artifact(tmp_path / "tensorboard.md"),
         encoder="resnet18",
         width_multiplier=0.125,
+        stem="auto",
         epochs=1,
         batch_size=32,
         learning_rate=0.5,

@@ -163,7 +163,8 @@ def test_vertex_pipeline_job(package):
     }
     assert resource["labels"] == {"app": "simclr-kfp"}
     tasks = resource["pipelineSpec"]["root"]["dag"]["tasks"]
-    assert set(tasks) == {"prepare-data", "augment", "pretrain", "evaluate"}
+    # embed runs inside dsl.If(run_embed == True): KFP compiles that to a condition task
+    assert set(tasks) == {"prepare-data", "augment", "pretrain", "evaluate", "condition-1"}
     # enable_caching=False overrides the compiled per-task settings
     assert not any(t.get("cachingOptions", {}).get("enableCache") for t in tasks.values())
     assert job._gca_resource.runtime_config.gcs_output_directory == "gs://bkt/root"
