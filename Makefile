@@ -57,10 +57,12 @@ demo: $(STAMP)
 
 ## demo-images  the demo on your own images: IMAGES=DIR (a folder, gs:// or s3:// prefix, or a
 ##              CSV/JSONL list), IMAGE_SIZE=64, DEMO_IMAGES_ARGS='--param batch_size=64 ...'
+##              EVAL_IMAGES=DIR: a separate labelled source to evaluate on (--eval_source)
 demo-images: $(STAMP)
 	@test -n "$(IMAGES)" || { echo "error: IMAGES=DIR is required (a folder, gs:// or s3:// prefix, or a CSV/JSONL list)" >&2; exit 2; }
 	$(PY) -m simclr_pipeline.cli run-local --preset=demo --root=$(DEMO_ROOT)-images \
-	  --source=$(IMAGES) --param image_size=$(IMAGE_SIZE) $(DEMO_IMAGES_ARGS)
+	  --source=$(IMAGES) --param image_size=$(IMAGE_SIZE) $(DEMO_IMAGES_ARGS) \
+	  $(if $(EVAL_IMAGES),--param eval_source=$(EVAL_IMAGES),)
 
 ## compile      write the compiled pipeline to build/simclr_pipeline.yaml (PLATFORM=kubeflow|vertex, IMAGE_REPO=, COMPILE_ARGS=)
 compile: $(STAMP)
@@ -80,11 +82,14 @@ image-gpu:
 	$(DOCKER_BUILD) -f containers/Dockerfile.gpu -t $(IMAGE_REPO)/gpu:$(IMAGE_TAG) .
 
 ## run-docker   run the demo pipeline with kfp.local's DockerRunner on the built images
-##              (CIFAR10_SOURCE=host path, mounted read-only into the containers, or URL)
+##              (CIFAR10_SOURCE=host path or URL; or IMAGES=host folder/list [EVAL_IMAGES=...]
+##              at IMAGE_SIZE; host paths are mounted read-only into the containers)
 run-docker: $(STAMP)
 	$(PY) -m simclr_pipeline.cli run-docker --preset=demo --root=$(DEMO_ROOT)-docker \
 	  --image_repo=$(IMAGE_REPO) --image_tag=$(IMAGE_TAG) \
-	  $(if $(CIFAR10_SOURCE),--source=$(CIFAR10_SOURCE),)
+	  $(if $(CIFAR10_SOURCE),--source=$(CIFAR10_SOURCE),) \
+	  $(if $(IMAGES),--source=$(IMAGES) --param image_size=$(IMAGE_SIZE) $(DEMO_IMAGES_ARGS),) \
+	  $(if $(EVAL_IMAGES),--param eval_source=$(EVAL_IMAGES),)
 
 ## submit       submit what `make compile` wrote (never recompiles): KFP_HOST=... (Kubeflow) or VERTEX_PROJECT/VERTEX_REGION/PIPELINE_ROOT (Vertex AI)
 submit: $(STAMP)

@@ -91,7 +91,25 @@ def test_run_docker_with_a_missing_host_source_is_one_line(tmp_path, capsys):
     missing = tmp_path / "nowhere.tar.gz"
     code = cli.main(["run-docker", f"--root={tmp_path}", "--preset=test", f"--source={missing}"])
     assert code == 2
-    assert capsys.readouterr().err.strip() == f"error: --source {missing}: no such file"
+    assert capsys.readouterr().err.strip() == f"error: --source {missing}: no such file or folder"
+    assert not (tmp_path / "pipeline_root").exists()
+
+
+def test_run_docker_with_a_missing_host_eval_source_is_one_line(tmp_path, capsys):
+    (tmp_path / "photos").mkdir()
+    missing = tmp_path / "labelled"
+    code = cli.main(
+        [
+            "run-docker",
+            f"--root={tmp_path}",
+            "--preset=test",
+            f"--source={tmp_path / 'photos'}",
+            f"--param=eval_source={missing}",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --eval_source {missing}: no such file or folder"
     assert not (tmp_path / "pipeline_root").exists()
 
 

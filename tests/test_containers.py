@@ -22,6 +22,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from tests.fixtures_docker import docker_run
+from tests.fixtures_images import cifar_jpegs, write_class_folders
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO.parent / "shared" / "tools" / "cifar10_tarball.py"
@@ -280,15 +281,36 @@ LEARNING_PARAMS = (
 )
 
 
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+    }
+
+
 @pytest.fixture(scope="module")
-def docker_pipeline(built_images, host_archive, tmp_path_factory) -> dict:
+def host_photos(tmp_path_factory) -> Path:
+    """Your own images on the host's disk (issue 16): the 3,000 real CIFAR-10 JPEG files
+    of tests/fixtures_images.py in class folders, as `make run-docker IMAGES=DIR` takes."""
+    jpegs = cifar_jpegs()
+    folder = tmp_path_factory.mktemp("docker_photos") / "photos"
+    write_class_folders(folder, jpegs.files, jpegs.classes)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def docker_pipeline(built_images, host_photos, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("docker_run") / "run"
-    result = run_docker_cli(built_images, root, host_archive, *LEARNING_PARAMS)
+    before = _snapshot(host_photos)
+    # 2,400 train and 600 test images (the archive run had 2,000 and 500).
+    split = 'prepare_options={"test_fraction": 0.2}'
+    result = run_docker_cli(built_images, root, host_photos, split, *LEARNING_PARAMS)
     assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-4000:])
     return {
         "result": result,
         "root": root,
         "summary": json.loads((root / "summary.json").read_text()),
+        "host_before": before,
     }
 
 
@@ -303,10 +325,15 @@ def test_pipeline_under_docker_runner_learns(docker_pipeline, built_images):
     assert f"all artifacts under {docker_pipeline['root']}" in stdout
 
 
-def test_pipeline_read_the_host_archive_in_place(docker_pipeline, host_archive):
+def test_pipeline_read_the_host_folder_in_place(docker_pipeline, host_photos):
     (manifest,) = docker_pipeline["root"].glob("pipeline_root/*/prepare-data/dataset/manifest.json")
-    assert json.loads(manifest.read_text())["source"]["uri"] == str(host_archive)
+    content = json.loads(manifest.read_text())
+    assert content["source"]["uri"] == str(host_photos)  # the mount's path, not a copy
+    assert content["labelled"] is True and len(content["class_names"]) == 10
+    assert content["splits"]["test"]["num_examples"] == 600
     assert manifest.stat().st_uid == os.getuid()  # written by the caller's UID
+    # Mounted read-only (cli.docker_runner_kwargs) and left exactly as it was.
+    assert _snapshot(host_photos) == docker_pipeline["host_before"]
 
 
 def test_pipeline_that_requests_a_gpu_does_not_train_on_cpu(built_images, host_archive, tmp_path):

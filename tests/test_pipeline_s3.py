@@ -1,8 +1,10 @@
 """The whole pipeline under kfp.local with every root it lets us point elsewhere on
-s3:// (a moto server on 127.0.0.1): the CIFAR-10 archive (`source`), checkpoints
-(`checkpoint_root`) and TensorBoard logs (`tensorboard_root`). kfp.local keeps its own
-artifacts in a local pipeline root; the steps reach s3:// with the standard AWS
-variables, as a Kubeflow step does with the MinIO secret mounted as env."""
+s3:// (a moto server on 127.0.0.1): a bucket of unlabelled photos (`source`: a prefix of
+real CIFAR-10 JPEG files, no class folders) with a separate labelled prefix to evaluate
+on (`eval_source`, issue 16), checkpoints (`checkpoint_root`) and TensorBoard logs
+(`tensorboard_root`). kfp.local keeps its own artifacts in a local pipeline root; the
+steps reach s3:// with the standard AWS variables, as a Kubeflow step does with the
+MinIO secret mounted as env."""
 
 from __future__ import annotations
 
@@ -14,21 +16,20 @@ from pathlib import Path
 
 from simclr import storage
 
+from tests.fixtures_images import cifar_jpegs, write_class_folders, write_flat_folder
 from tests.fixtures_train import read_scalars
 
 REPO = Path(__file__).resolve().parents[1]
-TOOL = REPO.parent / "shared" / "tools" / "cifar10_tarball.py"
+NUM_PHOTOS, EVAL_PER_CLASS = 300, 20
 
 
-def test_pipeline_with_every_root_on_s3(s3_bucket, tmp_path):
-    subprocess.run(
-        [sys.executable, str(TOOL), "--out", str(tmp_path), "--train", "300", "--test", "200"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    source = f"{s3_bucket}/archives/cifar-10-binary.tar.gz"
-    storage.upload_file(str(tmp_path / "cifar-10-binary.tar.gz"), source)
+def test_pipeline_on_a_bucket_of_photos_with_every_root_on_s3(s3_bucket, tmp_path):
+    jpegs = cifar_jpegs()
+    write_flat_folder(tmp_path / "photos", jpegs.files[:NUM_PHOTOS])
+    write_class_folders(tmp_path / "labelled", _others(jpegs), jpegs.classes)
+    source, eval_source = f"{s3_bucket}/photos", f"{s3_bucket}/labelled"
+    storage.upload_dir(str(tmp_path / "photos"), source)
+    storage.upload_dir(str(tmp_path / "labelled"), eval_source)
     ckpt_root, tb_root = f"{s3_bucket}/checkpoints", f"{s3_bucket}/tensorboard"
     root = tmp_path / "run"
     env = {**os.environ, "SIMCLR_CACHE_DIR": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -41,6 +42,7 @@ def test_pipeline_with_every_root_on_s3(s3_bucket, tmp_path):
             "--preset=test",
             f"--root={root}",
             f"--source={source}",
+            f"--param=eval_source={eval_source}",
             f"--param=checkpoint_root={ckpt_root}",
             f"--param=tensorboard_root={tb_root}",
             "--param=max_train_examples=128",
@@ -66,6 +68,26 @@ def test_pipeline_with_every_root_on_s3(s3_bucket, tmp_path):
     storage.download_dir(logdir, str(logs))
     assert read_scalars(str(logs))["train/loss"], storage.list_files(logdir)
     assert any(f.startswith("eval/") and "tfevents" in f for f in storage.list_files(logdir))
-    assert summary["evaluation"] and summary["pretrain"]["steps"] > 0
+    assert summary["pretrain"]["steps"] > 0
+    # Trained on the unlabelled photos; scored with labels on the eval source's test split.
+    evaluation = summary["evaluation"]
+    assert evaluation["labelled"] is True and "knn_top1" in evaluation, evaluation
+    assert evaluation["num_test"] == 20  # the default test_fraction 0.1 of 200
+    (manifest,) = root.glob("pipeline_root/*/prepare-data/dataset/manifest.json")
+    manifest = json.loads(manifest.read_text())
+    assert manifest["source"]["uri"] == source and manifest["labelled"] is False
+    assert manifest["splits"]["train"]["num_examples"] == NUM_PHOTOS
+    assert manifest["evaluation"]["source"] == eval_source
     # Nothing went to a local folder named after a scheme.
     assert not any(p.name.endswith(":") for p in tmp_path.rglob("*")), "local 's3:' folder"
+
+
+def _others(jpegs):
+    """EVAL_PER_CLASS images of every class, none of them among the training photos."""
+    taken: dict[int, int] = {}
+    out = []
+    for index, label, data in jpegs.files[NUM_PHOTOS:]:
+        if taken.get(label, 0) < EVAL_PER_CLASS:
+            taken[label] = taken.get(label, 0) + 1
+            out.append((index, label, data))
+    return out

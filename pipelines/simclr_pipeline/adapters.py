@@ -305,6 +305,11 @@ def prepare_data(dataset: Any, *, options: Mapping, **params: Any) -> dict:
             "format": "tfrecord",
         }
     )
+    if evaluation := manifest.get("evaluation"):
+        # prepare_data --eval_source: evaluate scores on this labelled dataset (eval/).
+        dataset.metadata["evaluation"] = {
+            k: evaluation.get(k) for k in ("data_dir", "source", "num_train", "num_test")
+        }
     return manifest
 
 

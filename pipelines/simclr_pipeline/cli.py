@@ -297,15 +297,20 @@ def run_arguments(
     return params_lib.coerce_parameters(merged, types)
 
 
-def host_path_source(source: str | None) -> str | None:
-    """The absolute path of a --source on this machine's disk (None for URLs and URIs).
+# Pipeline parameters that may name a path on this machine (run-docker mounts them).
+HOST_INPUTS = ("source", "eval_source")
+
+
+def host_path_source(source: str | None, name: str = "source") -> str | None:
+    """The absolute path of a --source (or eval_source) on this machine's disk (None for
+    URLs and URIs).
 
     run-docker bind-mounts it read-only into the containers at that same path."""
     if not source or "://" in source:
         return None
     path = Path(source).expanduser().resolve()
     if not path.exists():
-        raise CliError(f"--source {source}: no such file")
+        raise CliError(f"--{name} {source}: no such file or folder")
     return str(path)
 
 
@@ -359,9 +364,10 @@ def cmd_run(args: argparse.Namespace, runner_kind: str) -> int:
     # Local runs write TensorBoard logs beside the artifacts unless told otherwise.
     arguments = run_arguments(args, types, defaults={"tensorboard_root": str(root / "tensorboard")})
     mounts = []
-    if runner_kind == "docker" and (source := host_path_source(arguments.get("source"))):
-        arguments["source"] = source
-        mounts.append(source)
+    for name in HOST_INPUTS if runner_kind == "docker" else ():
+        if path := host_path_source(arguments.get(name), name):
+            arguments[name] = path
+            mounts.append(path)
     runner = make_runner(runner_kind, mounts)
     # Expected locally: our images' environment is this one, and Kubernetes resources
     # (CPU, memory, GPUs) mean nothing to kfp.local. Keep the output readable.

@@ -74,6 +74,7 @@ def prepare_data(
     label_fractions: str,
     seed: int,
     image_size: int,
+    eval_source: str,
     options: dict,
 ) -> None:
     """Reads a CIFAR-10 archive, or a folder / bucket prefix / CSV or JSONL list of images,
@@ -88,6 +89,7 @@ def prepare_data(
         label_fractions=label_fractions,
         seed=seed,
         image_size=image_size,
+        eval_source=eval_source,
         options=options,
     )
 

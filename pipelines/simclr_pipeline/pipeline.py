@@ -241,6 +241,8 @@ def build_pipeline(options: PipelineOptions | None = None):
         label_fractions: str = d["label_fractions"],
         seed: int = d["seed"],
         image_size: int = d["image_size"],
+        eval_source: str = d["eval_source"],
+        prepare_options: dict = {},  # noqa: B006
         augment_options: dict = {},  # noqa: B006  (KFP's way to declare a dict parameter)
         encoder: str = d["encoder"],
         width_multiplier: float = d["width_multiplier"],
@@ -272,7 +274,8 @@ def build_pipeline(options: PipelineOptions | None = None):
             label_fractions=label_fractions,
             seed=seed,
             image_size=image_size,
-            options={},
+            eval_source=eval_source,
+            options=prepare_options,
         ).set_display_name("prepare data")
         data.set_caching_options(True)
         _cpu_step(data, options)

@@ -22,6 +22,9 @@ GPU: dict[str, Any] = {
     # The training resolution (the CIFAR-10 archive: 32 only) and the encoder stem (auto:
     # CIFAR stem at <= 32 px, ImageNet stem above).
     "image_size": 32,
+    # A separate labelled image source to evaluate on (prepare_data --eval_source); "":
+    # evaluate on the training source's own test split.
+    "eval_source": "",
     "encoder": "resnet50",
     "width_multiplier": 1.0,
     "stem": "auto",

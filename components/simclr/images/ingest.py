@@ -36,6 +36,7 @@ _log = logging.getLogger(__name__)
 
 TRAIN, TEST = "train", "test"
 LABEL_PREFIX = "label_"
+EVAL_DIR = "eval"  # --eval_source's dataset, inside the output directory
 SPOOL_NAME = ".ingest-spool"
 
 
@@ -82,47 +83,41 @@ def ingest_images(source: str, output_dir: str, options: IngestOptions) -> dict[
     return ingest(source, output_dir, options).manifest
 
 
-def ingest(source: str, output_dir: str, options: IngestOptions) -> IngestRun:
-    """ingest_images, also returning the run's statistics."""
+def ingest(
+    source: str,
+    output_dir: str,
+    options: IngestOptions,
+    evaluation: tuple[str, IngestOptions] | None = None,
+) -> IngestRun:
+    """ingest_images, also returning the run's statistics.
+
+    `evaluation` (`--eval_source` and its options): a separate labelled source ingested
+    into `EVAL_DIR/` beside the training data, as a dataset of its own (train and test
+    splits, label subsets); manifest.json's `evaluation` entry points evaluate there.
+    It is listed and ingested first (usually the smaller one), so an unlabelled one is
+    refused before the training images are read."""
     start = time.perf_counter()
     options = options.resolved()
     if not output_dir:
         raise UserError("--output_dir is required")
-    listing = list_source(source, folder_labels=options.folder_labels)
-    _log.info(
-        "ingest: %s (%s, %s): %d image files%s, %d other files ignored",
-        source,
-        listing.kind,
-        listing.layout,
-        len(listing.files),
-        f" in {len(listing.class_names)} classes" if listing.labelled else ", unlabelled",
-        listing.num_ignored,
-    )
-    tally = _Tally()
-    for path in listing.outside_classes:
-        reason = "an image beside the class folders belongs to no class (ImageFolder layout)"
-        if options.on_bad_image == "fail":
-            raise UserError(f"--source {source}: {path}: {reason} (--on_bad_image=fail)")
-        tally.skip(path, "outside_class_folder", reason)
-    for path, first in listing.repeated_rows:
-        tally.duplicates.append({"path": path, "duplicate_of": first})
-    spec = ConvertSpec(
-        stored_size=options.stored_size,
-        image_format=options.image_format,
-        jpeg_quality=options.jpeg_quality,
-        max_pixels=options.max_image_pixels,
-    )
     with storage.atomic_dir(output_dir, last=(manifest_layout.MANIFEST,)) as staging:
-        spool = Spool(os.path.join(staging, SPOOL_NAME))
-        try:
-            _run_stream(source, listing, spec, options, spool, tally)
-            manifest = _write_dataset(staging, source, listing, options, spool, tally)
-        finally:
-            spool.remove()
-        with open(os.path.join(staging, manifest_layout.MANIFEST), "w", encoding="utf-8") as f:
-            from simclr.data import manifest_json
-
-            f.write(manifest_json(manifest))
+        evaluation_entry = None
+        if evaluation is not None:
+            eval_source, eval_options = evaluation
+            eval_staging = os.path.join(staging, EVAL_DIR)
+            eval_manifest, _, _ = _ingest_into(
+                eval_staging,
+                eval_source,
+                eval_options.resolved(),
+                flag="--eval_source",
+                require_labels=True,
+            )
+            _write_manifest(eval_staging, eval_manifest)
+            evaluation_entry = _evaluation_entry(eval_manifest)
+        manifest, tally, listing = _ingest_into(staging, source, options)
+        if evaluation_entry:
+            manifest["evaluation"] = evaluation_entry
+        _write_manifest(staging, manifest)
     stats = IngestStats(
         seconds=time.perf_counter() - start,
         files=len(listing.files),
@@ -141,6 +136,78 @@ def ingest(source: str, output_dir: str, options: IngestOptions) -> IngestRun:
     return IngestRun(manifest, stats)
 
 
+def _ingest_into(
+    staging: str,
+    source: str,
+    options: IngestOptions,
+    flag: str = "--source",
+    require_labels: bool = False,
+):
+    """Writes `source`'s shards into the local `staging` dir; returns (manifest, tally,
+    listing). The caller writes the manifest (last)."""
+    try:
+        listing = list_source(source, folder_labels=options.folder_labels)
+    except UserError as err:  # the listing's messages name --source
+        if flag == "--source" or not str(err).startswith("--source "):
+            raise
+        raise UserError(flag + str(err)[len("--source") :]) from None
+    _log.info(
+        "ingest: %s (%s, %s): %d image files%s, %d other files ignored",
+        source,
+        listing.kind,
+        listing.layout,
+        len(listing.files),
+        f" in {len(listing.class_names)} classes" if listing.labelled else ", unlabelled",
+        listing.num_ignored,
+    )
+    if require_labels and not listing.labelled:
+        raise UserError(
+            f"{flag} {source} has no labels: it is for the protocols that need them "
+            "(class subfolders, or a list with a label column)"
+        )
+    tally = _Tally()
+    for path in listing.outside_classes:
+        reason = "an image beside the class folders belongs to no class (ImageFolder layout)"
+        if options.on_bad_image == "fail":
+            raise UserError(f"{flag} {source}: {path}: {reason} (--on_bad_image=fail)")
+        tally.skip(path, "outside_class_folder", reason)
+    for path, first in listing.repeated_rows:
+        tally.duplicates.append({"path": path, "duplicate_of": first})
+    spec = ConvertSpec(
+        stored_size=options.stored_size,
+        image_format=options.image_format,
+        jpeg_quality=options.jpeg_quality,
+        max_pixels=options.max_image_pixels,
+    )
+    os.makedirs(staging, exist_ok=True)
+    spool = Spool(os.path.join(staging, SPOOL_NAME))
+    try:
+        _run_stream(source, listing, spec, options, spool, tally, flag)
+        manifest = _write_dataset(staging, source, listing, options, spool, tally, flag)
+    finally:
+        spool.remove()
+    return manifest, tally, listing
+
+
+def _write_manifest(staging: str, manifest: dict[str, Any]) -> None:
+    from simclr.data import manifest_json
+
+    with open(os.path.join(staging, manifest_layout.MANIFEST), "w", encoding="utf-8") as f:
+        f.write(manifest_json(manifest))
+
+
+def _evaluation_entry(eval_manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the training manifest says of its evaluation dataset."""
+    splits = eval_manifest["splits"]
+    return {
+        "data_dir": EVAL_DIR,
+        "source": eval_manifest["source"]["uri"],
+        "class_names": list(eval_manifest["class_names"]),
+        "num_train": int(splits[TRAIN]["num_examples"]),
+        "num_test": int(splits.get(TEST, {}).get("num_examples", 0)),
+    }
+
+
 def _run_stream(
     source: str,
     listing: SourceListing,
@@ -148,6 +215,7 @@ def _run_stream(
     options: IngestOptions,
     spool: Spool,
     tally: _Tally,
+    flag: str = "--source",
 ) -> None:
     remote = storage.is_remote(listing.files[0].uri) if listing.files else False
     stream = convert_stream(
@@ -180,7 +248,7 @@ def _run_stream(
             else:
                 if options.on_bad_image == "fail":
                     raise UserError(
-                        f"--source {source}: {file.uri}: {result.reason} (--on_bad_image=fail)"
+                        f"{flag} {source}: {file.uri}: {result.reason} (--on_bad_image=fail)"
                     )
                 tally.skip(file.path, result.kind, result.reason)
             progress.update(
@@ -201,15 +269,17 @@ def _summary(tally: _Tally, listing: SourceListing) -> str:
     return text + f", {len(tally.duplicates):,} duplicates dropped, {listing.num_ignored:,} ignored"
 
 
-def _check_classes(source: str, listing: SourceListing, labels: np.ndarray) -> None:
+def _check_classes(
+    source: str, listing: SourceListing, labels: np.ndarray, flag: str = "--source"
+) -> None:
     if not len(labels):
-        raise UserError(f"--source {source}: no usable image among {len(listing.files)} files")
+        raise UserError(f"{flag} {source}: no usable image among {len(listing.files)} files")
     if listing.labelled:
         counts = np.bincount(labels, minlength=len(listing.class_names))
         empty = [listing.class_names[i] for i in np.flatnonzero(counts == 0)]
         if empty:
             raise UserError(
-                f"--source {source}: class {empty[0]!r} has no usable image "
+                f"{flag} {source}: class {empty[0]!r} has no usable image "
                 "(every file of it was skipped or a duplicate)"
             )
 
@@ -221,9 +291,10 @@ def _write_dataset(
     options: IngestOptions,
     spool: Spool,
     tally: _Tally,
+    flag: str = "--source",
 ) -> dict[str, Any]:
     labels = np.asarray(tally.labels, np.int64)
-    _check_classes(source, listing, labels)
+    _check_classes(source, listing, labels, flag)
     num_classes = len(listing.class_names)
     train, test = split_rules.split_order(labels, num_classes, options.test_fraction, options.seed)
     train_shards = options.num_shards or manifest_layout.auto_num_shards(

@@ -25,7 +25,9 @@ the label-free figures and the gallery only; the run succeeds. ``--data_dir`` ma
 prepare_data's CIFAR-10 layout (manifest format_version 1) or an image dataset
 (format_version 2, ``simclr.images``; decoded and centre-cropped as the SavedModel
 does, at the encoder's input size). Without a test split, a seeded tenth of train
-(at most 1,000 images) is held out as the queries.
+(at most 1,000 images) is held out as the queries. A dataset prepared with
+``--eval_source`` says so in its manifest's ``evaluation`` entry: evaluate then scores
+on that labelled dataset (``DIR/eval/``), not on the training images.
 
 Files written to ``--output_dir`` (atomically, ``metrics.json`` last):
 
@@ -61,7 +63,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -284,6 +286,26 @@ def _load_split(
     return images, labels
 
 
+def _evaluation_dataset(
+    config: EvaluateConfig, manifest: dict[str, Any]
+) -> tuple[EvaluateConfig, dict[str, Any]]:
+    """The dataset to score on: prepare_data's --eval_source dataset when it made one."""
+    entry = manifest.get("evaluation")
+    if not entry:
+        return config, manifest
+    name = entry.get("data_dir") if isinstance(entry, dict) else None
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise UserError(f"{storage.join(config.data_dir, data.MANIFEST)}: corrupt evaluation entry")
+    eval_dir = storage.join(config.data_dir, name)
+    _log.info(
+        "%s was prepared with --eval_source %s: evaluating on %s",
+        config.data_dir,
+        entry.get("source"),
+        eval_dir,
+    )
+    return replace(config, data_dir=eval_dir), data.load_manifest(eval_dir)
+
+
 def _has_split(manifest: dict[str, Any], split: str) -> bool:
     return int(manifest["splits"].get(split, {}).get("num_examples", 0) or 0) > 0
 
@@ -388,7 +410,7 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
     requested = _names(config.protocols, "protocols", ev.PROTOCOLS)
     if not requested:
         raise UserError("--protocols is empty")
-    manifest = data.load_manifest(config.data_dir)
+    config, manifest = _evaluation_dataset(config, data.load_manifest(config.data_dir))
     labelled = data.is_labelled(manifest)
     protocols = requested if labelled else []
     if not labelled:

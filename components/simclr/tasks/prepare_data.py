@@ -3,12 +3,16 @@
 python -m simclr.tasks.prepare_data --source=URI --output_dir=DIR [--sha256=HEX]
     [--num_shards=N] [--label_fractions=0.01,0.1] [--seed=0] [--cache_dir=DIR]
     [--image_size=N] [--stored_size=N] [--on_bad_image=skip|fail] [--test_fraction=F]
+    [--eval_source=URI]
 
 The layout is told from `--source` alone (`simclr.images.detect_source_kind`): a CIFAR-10
 archive (https:// URL or a .tar.gz/.tgz/.tar name) goes through `simclr.cifar` exactly as
 before (manifest format_version 1, raw 32x32 records); a folder, gs:// or s3:// prefix of
 pictures, or a CSV/JSONL list, goes through `simclr.images.ingest` (format_version 2).
 The image flags take their defaults, help and checks from `simclr.images.IngestOptions`.
+`--eval_source` (image sources only): a separate labelled source that evaluate scores
+on, ingested into DIR/eval/ with its own train/test splits; all of `--source` is then
+training data.
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ _INGEST_FIELDS = {f.name: f for f in dataclasses.fields(IngestOptions)}
 # Flags that only mean something for image sources (the archive has fixed pictures and
 # its own test split): their defaults and help come from IngestOptions.
 IMAGE_FLAGS = ("stored_size", "on_bad_image", "test_fraction")
+EVAL_SOURCE_HELP = (
+    "A separate labelled image source (folder, gs:// or s3:// prefix, or list; class "
+    "subfolders or a label column) to evaluate on: ingested at the same sizes into "
+    "DIR/eval/ with its own train/test split (--test_fraction) and label subsets, which "
+    "evaluate's kNN, linear and fine-tuning use. All of --source is then training data "
+    "(it may be unlabelled). Image sources only."
+)
 
 
 @dataclass
@@ -53,6 +64,7 @@ class PrepareDataConfig:
     stored_size: int | None = _INGEST_FIELDS["stored_size"].default
     on_bad_image: str = _INGEST_FIELDS["on_bad_image"].default
     test_fraction: float = _INGEST_FIELDS["test_fraction"].default
+    eval_source: str | None = None
     # Image flags given explicitly with an archive source (logged as ignored).
     ignored_flags: tuple[str, ...] = ()
 
@@ -115,6 +127,7 @@ def define_flags() -> None:
         lower_bound=0.0,
         upper_bound=1.0,
     )
+    flags.DEFINE_string("eval_source", None, EVAL_SOURCE_HELP)
     flags.DEFINE_string(
         "cache_dir", None, "Download cache (default: $SIMCLR_CACHE_DIR or ~/.cache/simclr-kfp)."
     )
@@ -135,6 +148,7 @@ def config_from_flags(values: flags.FlagValues) -> PrepareDataConfig:
         stored_size=values.stored_size,
         on_bad_image=values.on_bad_image,
         test_fraction=values.test_fraction,
+        eval_source=values.eval_source or None,
         ignored_flags=tuple(name for name in IMAGE_FLAGS if values[name].present),
     )
 
@@ -158,6 +172,11 @@ def run(config: PrepareDataConfig) -> dict[str, Any]:
         raise UserError("--output_dir is required")
     if detect_source_kind(config.source) != CIFAR_ARCHIVE:
         return run_images(config)
+    if config.eval_source:
+        raise UserError(
+            "--eval_source: the CIFAR-10 archive has its own labelled test split; "
+            "--eval_source goes with an image --source"
+        )
     return run_archive(config)
 
 
@@ -181,12 +200,31 @@ def run_images(config: PrepareDataConfig) -> dict[str, Any]:
 
     if config.sha256:
         raise UserError("--sha256 checks a CIFAR-10 archive; --source names images")
-    source = config.source
+    _check_exists(config.source, "--source")
+    options = ingest_options_of(config)
+    if not config.eval_source:
+        return ingest(config.source, config.output_dir, options).manifest
+    _check_exists(config.eval_source, "--eval_source")
+    if detect_source_kind(config.eval_source) == CIFAR_ARCHIVE:
+        raise UserError(
+            f"--eval_source {config.eval_source}: a CIFAR-10 archive; give its images as a "
+            "folder or list"
+        )
+    if not options.test_fraction:
+        raise UserError("--eval_source needs --test_fraction > 0 (its held-out test split)")
+    # The training source keeps every image; the test split comes from --eval_source.
+    training = dataclasses.replace(options, test_fraction=0.0, label_fractions=())
+    return ingest(
+        config.source, config.output_dir, training, evaluation=(config.eval_source, options)
+    ).manifest
+
+
+def _check_exists(source: str, flag: str) -> None:
     if detect_source_kind(source) == IMAGE_FOLDER and not _anything_at(source):
         # Neither a file nor a folder/prefix: say so as the archive path does (a mistyped
         # archive name is the likely cause), not "the prefix holds no files".
-        raise UserError(f"{source}: not found")
-    return ingest(config.source, config.output_dir, ingest_options_of(config)).manifest
+        message = f"{source}: not found"
+        raise UserError(message if flag == "--source" else f"{flag} {message}")
 
 
 def _anything_at(source: str) -> bool:
