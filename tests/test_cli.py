@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -220,6 +221,22 @@ def test_config_kwargs_coerces_kfp_values():
         "blur": True,
     }
     assert isinstance(kwargs["max_train_examples"], int)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"blur": "maybe"}, "blur must be true or false, got 'maybe'"),
+        ({"blur": "off"}, "blur must be true or false"),
+        ({"max_train_examples": 2.5}, "max_train_examples must be an integer, got 2.5"),
+        ({"max_train_examples": "many"}, "max_train_examples must be an integer"),
+        ({"label_fractions": "0.1,ten"}, "label_fractions must be a number, got 'ten'"),
+    ],
+)
+def test_config_kwargs_refuses_values_it_cannot_convert(options, message):
+    """An unknown word is a mistake, not False (the pipeline parameters' rule, one parser)."""
+    with pytest.raises(adapters.AdapterError, match=re.escape(message)):
+        adapters.config_kwargs(_Config, {"output_dir": "/o"}, options)
 
 
 def test_config_kwargs_rejects_unknown_options():

@@ -25,6 +25,7 @@ from typing import Any
 
 from simclr import storage
 
+from simclr_pipeline.params import parse_bool
 from simclr_pipeline.platforms import KFP_S3_ENDPOINT, KFP_S3_SECRET, MIN_KFP_BACKEND
 
 
@@ -75,16 +76,20 @@ def coerce(value: Any, annotation: Any, name: str = "value") -> Any:
         item_type = args[0] if args else Any
         converted = [coerce(i, item_type, name) for i in items if i != ""]
         return tuple(converted) if (annotation is tuple or origin is tuple) else converted
-    if annotation is bool:
-        if isinstance(value, str):
-            return value.strip().lower() in ("1", "true", "yes", "on")
-        return bool(value)
-    if annotation is int:
-        if isinstance(value, float) and not value.is_integer():
-            raise AdapterError(f"{name} must be an integer, got {value}")
-        return int(value)
-    if annotation is float:
-        return float(value)
+    try:
+        if annotation is bool:
+            return parse_bool(value)
+        if annotation is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value.strip() if isinstance(value, str) else value)
+        if annotation is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+    except (TypeError, ValueError):
+        expected = {bool: "true or false", int: "an integer", float: "a number"}[annotation]
+        raise AdapterError(f"{name} must be {expected}, got {value!r}") from None
     if annotation is str:
         return str(value)
     return value

@@ -67,6 +67,23 @@ def coerce_parameters(values: Mapping[str, Any], types: Mapping[str, str]) -> di
     return {name: _coerce(name, value, types[name]) for name, value in values.items()}
 
 
+BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def parse_bool(value: Any) -> bool:
+    """true/false, 1/0, yes/no (any case) or a JSON boolean/number; ValueError otherwise
+    (an unknown word is a mistake, not False). The one rule for pipeline parameters and
+    the `*_options` values the components forward."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word not in BOOLEAN_WORDS:
+            raise ValueError(f"not a boolean: {value!r}")
+        return BOOLEAN_WORDS[word]
+    if isinstance(value, (bool, int)) or (isinstance(value, float) and value in (0.0, 1.0)):
+        return bool(value)
+    raise ValueError(f"not a boolean: {value!r}")
+
+
 def _coerce(name: str, value: Any, kind: str) -> Any:
     try:
         if kind == "NUMBER_INTEGER":
@@ -76,12 +93,7 @@ def _coerce(name: str, value: Any, kind: str) -> Any:
         if kind == "NUMBER_DOUBLE":
             return float(value)
         if kind == "BOOLEAN":
-            if isinstance(value, str):
-                lowered = value.strip().lower()
-                if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                return lowered in ("true", "1", "yes")
-            return bool(value)
+            return parse_bool(value)
         if kind in ("STRUCT", "LIST"):
             parsed = json.loads(value) if isinstance(value, str) else value
             if not isinstance(parsed, dict if kind == "STRUCT" else list):
