@@ -30,6 +30,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports free a moment ago on 127.0.0.1 (all held open while
+    choosing, so two calls of free_port cannot hand the same port to two workers)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def wait_for_http(url: str, timeout_s: float = 30.0, proc: subprocess.Popen | None = None) -> None:
     """Poll ``url`` until it answers with any HTTP status (or fail after timeout_s)."""
     deadline = time.monotonic() + timeout_s

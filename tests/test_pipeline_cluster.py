@@ -26,7 +26,7 @@ from simclr import storage
 from simclr_pipeline import adapters, cli, platforms
 
 from tests.component_runner import pretrain_executor_input
-from tests.fixtures_gcs import free_port
+from tests.fixtures_gcs import free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "tests" / "component_runner.py"
@@ -152,7 +152,7 @@ def test_only_the_chief_writes_the_outputs(tiny_prepared_data, tmp_path):
     policy = tmp_path / "policy"
     policy.mkdir()
     (policy / "policy.json").write_text("{}")  # the default policy
-    ports = [free_port(), free_port()]
+    ports = free_ports(2)
     cluster = {"chief": [f"127.0.0.1:{ports[0]}"], "worker": [f"127.0.0.1:{ports[1]}"]}
     params = {
         **TINY,

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from tests.fixtures_gcs import free_port
+from tests.fixtures_gcs import free_ports
 from tests.fixtures_train import REPO, pretrain_cli, read_scalars
 
 DETERMINISTIC_POLICY = {
@@ -82,7 +82,7 @@ def test_mirrored_two_cpu_devices_matches_single_device(
 def test_multi_worker_two_processes_matches_single_device(
     real_prepared_data, tmp_path, single_device_losses
 ):
-    ports = [free_port(), free_port()]
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     args = [*_args(real_prepared_data, tmp_path, "run"), "--strategy=auto"]
     procs = []
