@@ -8,6 +8,8 @@
   encoder's, which the monitor logs at step 0 (`monitor/knn_top1`).
 - `PRETRAINED_SETTINGS`: the flags of that run (to rebuild or compare).
 - `pretrain_cli(args, ...)`: runs `python -m simclr.tasks.pretrain` in a subprocess.
+- `run_together(commands, log_dir, timeout)`: runs processes side by side (the
+  workers of one cluster), their output in files, and returns them all completed.
 - `read_scalars(logdir)`: {tag: [(step, value), ...]} from the event files under logdir.
 """
 
@@ -16,12 +18,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-__all__ = ["PRETRAINED_SETTINGS", "pretrain_cli", "pretrained_run", "read_scalars"]
+__all__ = ["PRETRAINED_SETTINGS", "pretrain_cli", "pretrained_run", "read_scalars", "run_together"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,6 +56,44 @@ def pretrain_cli(
         env={**os.environ, **(env or {})},
         **popen,
     )
+
+
+def run_together(
+    commands: list[tuple[list[str], dict[str, str]]], log_dir: Path, timeout: float
+) -> list[subprocess.CompletedProcess]:
+    """Runs (argv, extra env) commands at once and waits for all of them.
+
+    Output goes to files, not pipes: the workers of one cluster wait for each other in
+    collectives, so a worker blocked writing to a full pipe nobody reads yet (64 KiB;
+    TensorFlow logs about 32 KiB a run, more when gRPC retries) would hang them all.
+    On timeout every process is killed and the test fails with each one's stderr.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs, logs = [], []
+    for index, (argv, env) in enumerate(commands):
+        out, err = log_dir / f"{index}.stdout", log_dir / f"{index}.stderr"
+        logs.append((out, err))
+        with out.open("w") as stdout, err.open("w") as stderr:
+            procs.append(
+                subprocess.Popen(
+                    argv, cwd=REPO, env={**os.environ, **env}, stdout=stdout, stderr=stderr
+                )
+            )
+    deadline = time.monotonic() + timeout
+    try:
+        for proc in procs:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        tails = [f"[{i}] exit {p.returncode}: {e.read_text()[-2000:]}" for i, (p, (_, e)) in
+                 enumerate(zip(procs, logs, strict=True))]  # fmt: skip
+        pytest.fail(f"processes still running after {timeout:.0f} s\n" + "\n".join(tails))
+    return [
+        subprocess.CompletedProcess(p.args, p.returncode, out.read_text(), err.read_text())
+        for p, (out, err) in zip(procs, logs, strict=True)
+    ]
 
 
 def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:

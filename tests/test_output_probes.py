@@ -115,3 +115,26 @@ def test_evaluate_refuses_a_read_only_tensorboard_dir_before_any_work(
     proc = _task("evaluate", [*args, f"--output_dir={out}", f"--tensorboard_dir={read_only_dir}"])
     _assert_refused(proc, read_only_dir, "permission denied", "evaluate", "--tensorboard_dir")
     assert not out.exists() and os.listdir(read_only_dir) == []
+
+
+def test_probe_leaves_a_folder_another_worker_wrote_into(tmp_path, monkeypatch):
+    """The workers of one cluster probe a shared --output_dir at once: the probe of one
+    must not fail because the chief wrote into the folder it created (the multi-worker
+    test hung on this: the worker exited 2 with `Directory not empty` before joining)."""
+    from simclr.storage import files
+
+    out = tmp_path / "new" / "run"
+    real_delete = files.delete
+
+    def chief_writes_meanwhile(uri: str) -> None:
+        real_delete(uri)
+        (out / "run.lock").write_text("chief")
+
+    monkeypatch.setattr(files, "delete", chief_writes_meanwhile)
+    files.check_writable(str(out), "--output_dir")
+    assert [p.name for p in out.iterdir()] == ["run.lock"]
+
+    fresh = tmp_path / "fresh" / "run"
+    monkeypatch.setattr(files, "delete", real_delete)
+    files.check_writable(str(fresh), "--output_dir")
+    assert not (tmp_path / "fresh").exists()  # alone, the probe still leaves no trace

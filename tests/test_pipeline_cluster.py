@@ -27,9 +27,11 @@ from simclr_pipeline import adapters, cli, platforms
 
 from tests.component_runner import pretrain_executor_input
 from tests.fixtures_gcs import free_ports
+from tests.fixtures_train import run_together
 
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "tests" / "component_runner.py"
+ROLES = ("chief", "worker")  # the two-process cluster of the chief test
 TINY = {
     "encoder": "resnet18",
     "width_multiplier": 0.125,
@@ -164,8 +166,8 @@ def test_only_the_chief_writes_the_outputs(tiny_prepared_data, tmp_path):
         "num_gpus": 0,
         "options": {"monitor_every_epochs": 0, "warmup_epochs": 0.0},
     }
-    procs = {}
-    for role in ("chief", "worker"):
+    commands = []
+    for role in ROLES:
         out = tmp_path / role  # separate paths so we can see who wrote what
         out.mkdir()
         executor_input = pretrain_executor_input(
@@ -173,22 +175,15 @@ def test_only_the_chief_writes_the_outputs(tiny_prepared_data, tmp_path):
         )
         (out / "input.json").write_text(json.dumps(executor_input))
         tf_config = json.dumps({"cluster": cluster, "task": {"type": role, "index": 0}})
-        procs[role] = subprocess.Popen(
-            [sys.executable, str(RUNNER), str(out / "input.json"), "pretrain"],
-            cwd=REPO,
-            env={**os.environ, "TF_CONFIG": tf_config, "TF_CPP_MIN_LOG_LEVEL": "2"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        commands.append(
+            (
+                [sys.executable, str(RUNNER), str(out / "input.json"), "pretrain"],
+                {"TF_CONFIG": tf_config, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            )
         )
-    try:
-        results = {role: p.communicate(timeout=300) for role, p in procs.items()}
-    finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.kill()
-    for role, p in procs.items():
-        assert p.returncode == 0, (role, results[role][1][-3000:])
+    results = dict(zip(ROLES, run_together(commands, tmp_path / "logs", timeout=300), strict=True))
+    for role, p in results.items():
+        assert p.returncode == 0, (role, p.stderr[-3000:])
     chief, worker = tmp_path / "chief", tmp_path / "worker"
     assert (chief / "executor_output.json").exists()
     assert (chief / "model" / "metrics.json").exists()
@@ -196,7 +191,7 @@ def test_only_the_chief_writes_the_outputs(tiny_prepared_data, tmp_path):
     # The worker wrote no file (its checkpointer may leave an empty directory).
     written = [p.relative_to(worker) for p in worker.rglob("*") if p.is_file()]
     assert [str(p) for p in written] == ["input.json"]
-    assert "the chief writes the outputs" in results["worker"][0]
+    assert "the chief writes the outputs" in results["worker"].stdout
 
 
 def test_is_chief_follows_tensorflow_rule():

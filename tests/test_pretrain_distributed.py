@@ -10,14 +10,12 @@ batch splitting, sync BatchNorm, global-batch negatives and gradient aggregation
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 
 import pytest
 
 from tests.fixtures_gcs import free_ports
-from tests.fixtures_train import REPO, pretrain_cli, read_scalars
+from tests.fixtures_train import pretrain_cli, read_scalars, run_together
 
 DETERMINISTIC_POLICY = {
     "crop_area_min": 1.0, "crop_area_max": 1.0, "crop_aspect_min": 1.0, "crop_aspect_max": 1.0,
@@ -85,27 +83,17 @@ def test_multi_worker_two_processes_matches_single_device(
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     args = [*_args(real_prepared_data, tmp_path, "run"), "--strategy=auto"]
-    procs = []
-    for index in range(2):
-        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "simclr.tasks.pretrain", *args],
-                cwd=REPO,
-                text=True,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env={**os.environ, "TF_CONFIG": tf_config},
-            )
+    commands = [
+        (
+            [sys.executable, "-m", "simclr.tasks.pretrain", *args],
+            {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
         )
-    try:
-        outputs = [p.communicate(timeout=240) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (_out, err) in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, err[-3000:]
+        for i in range(2)
+    ]
+    procs = run_together(commands, tmp_path / "logs", timeout=240)
+    for p in procs:
+        assert p.returncode == 0, p.stderr[-3000:]
+    outputs = [(p.stdout, p.stderr) for p in procs]
     assert "strategy multi_worker (" in outputs[0][0] and "2 replicas" in outputs[0][0]
     assert outputs[1][0] == ""  # only the chief logs and writes
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import json
 import os
 import tempfile
@@ -162,13 +163,26 @@ def check_writable(uri: str, what: str) -> None:
             raise OSError(f"{uri} is a file, not a directory")
         write_text(probe, "probe")
         delete(probe)
-        # A run that fails later must leave no trace: remove the folders the probe made.
-        for folder in created:
-            os.rmdir(folder)
+        _remove_empty_folders(created)
     except Exception as e:  # noqa: BLE001 - any failure means "cannot write there"
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         reason = reason.replace(f"{probe}: ", "")
         raise UserError(f"{what} {uri} is not writable: {reason}") from None
+
+
+def _remove_empty_folders(folders: list[str]) -> None:
+    """Removes the folders the probe made, deepest first, so a run that fails later
+    leaves no trace. A folder another process has written into meanwhile (the workers
+    of one cluster probe the same --output_dir at once) or removed is theirs: stop."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return
+            raise
 
 
 def _missing_dirs(path: str) -> list[str]:
