@@ -51,11 +51,12 @@ class CifarJpegs:
     classes: list[str]
     files: list[tuple[int, int, bytes]]  # (train index, label, JPEG bytes)
 
-    def per_class(self, count: int) -> list[tuple[int, int, bytes]]:
-        """The first `count` images of every class (in index order)."""
+    def per_class(self, count: int, skip: int = 0) -> list[tuple[int, int, bytes]]:
+        """The first `count` images of every class (in index order) after the first
+        `skip` images (which another folder of the same test holds)."""
         taken: dict[int, int] = {}
         out = []
-        for index, label, data in self.files:
+        for index, label, data in self.files[skip:]:
             if taken.get(label, 0) < count:
                 taken[label] = taken.get(label, 0) + 1
                 out.append((index, label, data))

@@ -23,15 +23,8 @@ NUM_TRAIN, EVAL_PER_CLASS = 600, 40
 def _sources(root: Path) -> tuple[Path, Path]:
     """(flat folder of NUM_TRAIN images, class folders of other images)."""
     jpegs = cifar_jpegs()
-    unlabelled = jpegs.files[:NUM_TRAIN]
-    rest = [f for f in jpegs.files[NUM_TRAIN:]]
-    taken: dict[int, int] = {}
-    labelled = []
-    for index, label, data in rest:
-        if taken.get(label, 0) < EVAL_PER_CLASS:
-            taken[label] = taken.get(label, 0) + 1
-            labelled.append((index, label, data))
-    write_flat_folder(root / "photos", unlabelled)
+    write_flat_folder(root / "photos", jpegs.files[:NUM_TRAIN])
+    labelled = jpegs.per_class(EVAL_PER_CLASS, skip=NUM_TRAIN)
     write_class_folders(root / "labelled", labelled, jpegs.classes)
     return root / "photos", root / "labelled"
 

@@ -26,7 +26,9 @@ NUM_PHOTOS, EVAL_PER_CLASS = 300, 20
 def test_pipeline_on_a_bucket_of_photos_with_every_root_on_s3(s3_bucket, tmp_path):
     jpegs = cifar_jpegs()
     write_flat_folder(tmp_path / "photos", jpegs.files[:NUM_PHOTOS])
-    write_class_folders(tmp_path / "labelled", _others(jpegs), jpegs.classes)
+    write_class_folders(
+        tmp_path / "labelled", jpegs.per_class(EVAL_PER_CLASS, skip=NUM_PHOTOS), jpegs.classes
+    )
     source, eval_source = f"{s3_bucket}/photos", f"{s3_bucket}/labelled"
     storage.upload_dir(str(tmp_path / "photos"), source)
     storage.upload_dir(str(tmp_path / "labelled"), eval_source)
@@ -80,14 +82,3 @@ def test_pipeline_on_a_bucket_of_photos_with_every_root_on_s3(s3_bucket, tmp_pat
     assert manifest["evaluation"]["source"] == eval_source
     # Nothing went to a local folder named after a scheme.
     assert not any(p.name.endswith(":") for p in tmp_path.rglob("*")), "local 's3:' folder"
-
-
-def _others(jpegs):
-    """EVAL_PER_CLASS images of every class, none of them among the training photos."""
-    taken: dict[int, int] = {}
-    out = []
-    for index, label, data in jpegs.files[NUM_PHOTOS:]:
-        if taken.get(label, 0) < EVAL_PER_CLASS:
-            taken[label] = taken.get(label, 0) + 1
-            out.append((index, label, data))
-    return out

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 
+import botocore.endpoint
 import pytest
 from simclr import storage
 from simclr.errors import UserError
@@ -138,17 +139,28 @@ def test_wrong_credentials_give_one_line(auth_server, monkeypatch, tmp_path):
 
 def test_denied_requests_give_one_line(auth_server, monkeypatch, tmp_path):
     _use(monkeypatch, auth_server["endpoint"], auth_server["key_id"], auth_server["secret"])
+    # A 403 is permanent: one HTTP request, no retry (counted where botocore sends,
+    # botocore/endpoint.py Endpoint._send, rather than timed: a retry after a 50 ms
+    # backoff would pass a time limit, and a loaded machine fails one).
+    sent = []
+    real_send = botocore.endpoint.Endpoint._send
+
+    def counting_send(self, request):
+        sent.append(request.method)
+        return real_send(self, request)
+
+    monkeypatch.setattr(botocore.endpoint.Endpoint, "_send", counting_send)
     uri = "s3://locked/x.json"
-    for call in [
-        lambda: storage.read_json(uri),
-        lambda: storage.write_json(uri, {}),
-        lambda: storage.download_file(uri, str(tmp_path / "x")),  # HEAD: a 403 without body
-        lambda: storage.list_files("s3://locked/x.json"),
+    for call, method in [
+        (lambda: storage.read_json(uri), "GET"),
+        (lambda: storage.write_json(uri, {}), "PUT"),
+        (lambda: storage.download_file(uri, str(tmp_path / "x")), "GET"),
+        (lambda: storage.list_files("s3://locked/x.json"), "GET"),
     ]:
-        start = time.monotonic()
+        sent.clear()
         with pytest.raises(UserError, match=f"^{uri}: permission denied$"):
             call()
-        assert time.monotonic() - start < 2.0
+        assert sent == [method]
     assert not (tmp_path / "x").exists()
 
 
