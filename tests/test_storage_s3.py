@@ -120,29 +120,12 @@ def _use(monkeypatch, endpoint: str, key_id: str, secret: str) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
-def test_wrong_credentials_give_one_line(auth_server, monkeypatch, tmp_path):
-    _use(monkeypatch, auth_server["endpoint"], "AKIAWRONGWRONGWRONG1", "wrong")
-    uri = "s3://locked/x.json"
-    message = f"^{uri}: the S3 endpoint rejected the credentials \\(InvalidAccessKeyId\\)$"
-    for call in [
-        lambda: storage.read_json(uri),
-        lambda: storage.write_json(uri, {}),
-        lambda: storage.download_file(uri, str(tmp_path / "x")),  # HEAD: a 403 without body
-    ]:
-        start = time.monotonic()
-        with pytest.raises(UserError, match=message):
-            call()
-        assert time.monotonic() - start < 2.0
-    with pytest.raises(UserError, match="^s3://locked: the S3 endpoint rejected the credentials"):
-        storage.list_files("s3://locked")
-
-
-def test_denied_requests_give_one_line(auth_server, monkeypatch, tmp_path):
-    _use(monkeypatch, auth_server["endpoint"], auth_server["key_id"], auth_server["secret"])
-    # A 403 is permanent: one HTTP request, no retry (counted where botocore sends,
-    # botocore/endpoint.py Endpoint._send, rather than timed: a retry after a 50 ms
-    # backoff would pass a time limit, and a loaded machine fails one).
-    sent = []
+def _sent_requests(monkeypatch) -> list[str]:
+    """The methods of the HTTP requests botocore sends (botocore/endpoint.py
+    Endpoint._send), appended as they go. A permanent error must be one request, no
+    retry: counted rather than timed, as a retry after a 50 ms backoff would pass a time
+    limit and a loaded machine fails one."""
+    sent: list[str] = []
     real_send = botocore.endpoint.Endpoint._send
 
     def counting_send(self, request):
@@ -150,6 +133,30 @@ def test_denied_requests_give_one_line(auth_server, monkeypatch, tmp_path):
         return real_send(self, request)
 
     monkeypatch.setattr(botocore.endpoint.Endpoint, "_send", counting_send)
+    return sent
+
+
+def test_wrong_credentials_give_one_line(auth_server, monkeypatch, tmp_path):
+    _use(monkeypatch, auth_server["endpoint"], "AKIAWRONGWRONGWRONG1", "wrong")
+    uri = "s3://locked/x.json"
+    message = f"^{uri}: the S3 endpoint rejected the credentials \\(InvalidAccessKeyId\\)$"
+    sent = _sent_requests(monkeypatch)
+    for call, method in [
+        (lambda: storage.read_json(uri), "GET"),
+        (lambda: storage.write_json(uri, {}), "PUT"),
+        (lambda: storage.download_file(uri, str(tmp_path / "x")), "GET"),
+    ]:
+        sent.clear()
+        with pytest.raises(UserError, match=message):
+            call()
+        assert sent == [method]
+    with pytest.raises(UserError, match="^s3://locked: the S3 endpoint rejected the credentials"):
+        storage.list_files("s3://locked")
+
+
+def test_denied_requests_give_one_line(auth_server, monkeypatch, tmp_path):
+    _use(monkeypatch, auth_server["endpoint"], auth_server["key_id"], auth_server["secret"])
+    sent = _sent_requests(monkeypatch)
     uri = "s3://locked/x.json"
     for call, method in [
         (lambda: storage.read_json(uri), "GET"),
