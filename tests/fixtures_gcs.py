@@ -25,9 +25,7 @@ __all__ = ["free_port", "gcs_bucket", "gcs_emulator", "wait_for_http"]
 
 def free_port() -> int:
     """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def free_ports(count: int) -> list[int]:

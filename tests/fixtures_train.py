@@ -87,8 +87,10 @@ def run_together(
         for proc in procs:
             proc.kill()
             proc.wait()
-        tails = [f"[{i}] exit {p.returncode}: {e.read_text()[-2000:]}" for i, (p, (_, e)) in
-                 enumerate(zip(procs, logs, strict=True))]  # fmt: skip
+        tails = [
+            f"[{index}] exit {proc.returncode}: {err.read_text()[-2000:]}"
+            for index, (proc, (_, err)) in enumerate(zip(procs, logs, strict=True))
+        ]
         pytest.fail(f"processes still running after {timeout:.0f} s\n" + "\n".join(tails))
     return [
         subprocess.CompletedProcess(p.args, p.returncode, out.read_text(), err.read_text())

@@ -93,9 +93,9 @@ def test_multi_worker_two_processes_matches_single_device(
     procs = run_together(commands, tmp_path / "logs", timeout=240)
     for p in procs:
         assert p.returncode == 0, p.stderr[-3000:]
-    outputs = [(p.stdout, p.stderr) for p in procs]
-    assert "strategy multi_worker (" in outputs[0][0] and "2 replicas" in outputs[0][0]
-    assert outputs[1][0] == ""  # only the chief logs and writes
+    chief, worker = procs
+    assert "strategy multi_worker (" in chief.stdout and "2 replicas" in chief.stdout
+    assert worker.stdout == ""  # only the chief logs and writes
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["steps"] == STEPS
     losses = _losses(tmp_path / "run")
