@@ -4,6 +4,7 @@ against the archive, and 64 px with the ImageNet stem on real photographs."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import tarfile
@@ -80,21 +81,37 @@ def _boxes_from_crops(crops: np.ndarray) -> tuple[np.ndarray, ...]:
     return x0, y0, w, h, flipped
 
 
+_BARE = augment.AugmentPolicy(color_jitter_prob=0.0, grayscale_prob=0.0)  # crop and flip only
+
+
+def _training_views(encoded, height, width, seeds, policy, size, stored_size):
+    """Both views of each seed's crops, through the training path: `data.crop_windows`
+    in tf.data, `data.batch_crop_windows`, `augment.augment_windows` (float [N, 2, S, S, 3])."""
+    import tensorflow as tf
+
+    canvas = data.crop_canvas(stored_size, policy)
+    crops = tf.data.Dataset.from_tensor_slices(seeds).map(
+        lambda s: data.crop_windows(encoded, height, width, s, policy, canvas)
+    )
+    (batch,) = list(data.batch_crop_windows(crops, len(seeds), canvas))
+    view_a, view_b = augment.augment_windows(batch, policy, 5, size)
+    return np.stack([view_a.numpy(), view_b.numpy()], 1), batch
+
+
 def test_crops_cover_the_whole_stored_picture_with_the_batched_distribution() -> None:
     import tensorflow as tf
 
     width, height, size, n = 120, 60, 24, 300
-    policy = augment.AugmentPolicy()
     encoded = tf.constant(_ramp_png(width, height))
-    seeds = tf.data.Dataset.range(n).map(lambda i: tf.stack([tf.constant(7, tf.int64), i]))
-    pairs = seeds.map(lambda s: data.crop_pairs(encoded, height, width, s, policy, size))
-    crops = np.concatenate([p.numpy() for p in pairs.batch(n)]).reshape(-1, size, size, 3)
+    seeds = np.stack([np.full(n, 7), np.arange(n)], 1).astype(np.int64)
+    views, _ = _training_views(encoded, height, width, seeds, _BARE, size, height)
+    crops = np.round(views * 255.0).reshape(-1, size, size, 3)
     x0, y0, w, h, flipped = _boxes_from_crops(crops)
     area = w * h / (width * height)
     # The box distribution of the batched crop (the kernel's), for the same picture size.
     ref_y, ref_x, ref_h, ref_w = (
         b.numpy().astype(np.float64)
-        for b in augment.sample_crop_boxes(3, 2 * n, policy, height, width)
+        for b in augment.sample_crop_boxes(3, 2 * n, _BARE, height, width)
     )
     ref_area = ref_h * ref_w / (width * height)
     assert abs(area.mean() - ref_area.mean()) < 0.06, (area.mean(), ref_area.mean())
@@ -107,22 +124,78 @@ def test_crops_cover_the_whole_stored_picture_with_the_batched_distribution() ->
     assert 0.4 < flipped.mean() < 0.6  # flip probability 0.5
     # The two views of an image differ; the same seed gives the same crops.
     assert not np.array_equal(crops[0], crops[1])
-    again = data.crop_pairs(encoded, height, width, tf.constant([7, 0], tf.int64), policy, size)
-    np.testing.assert_array_equal(again.numpy(), crops[:2])
+    again, _ = _training_views(encoded, height, width, seeds[:1], _BARE, size, height)
+    np.testing.assert_array_equal(again[0], views[0])
 
 
-def test_pre_cropped_views_get_the_rest_of_the_policy_only() -> None:
+def test_device_resize_of_padded_crops_is_tensorflows_bicubic_resize() -> None:
+    """Each view equals `tf.image.resize(crop, bicubic)` of its crop alone, flipped where
+    drawn: the zero padding of the canvas never reaches a pixel."""
+    import tensorflow as tf
+
+    photo = np.asarray(Image.open(io.BytesIO(_ramp_png(90, 70))))
+    rng = np.random.default_rng(3)
+    photo = np.clip(photo + rng.integers(0, 120, photo.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "PNG")
+    encoded = tf.constant(buffer.getvalue())
+    seeds = np.stack([np.full(40, 2), np.arange(40)], 1).astype(np.int64)
+    views, batch = _training_views(encoded, 70, 90, seeds, _BARE, 32, 70)
+    flips = batch["flips"].numpy()
+    assert 0 < flips.mean() < 1 and (batch["sizes"].numpy() < 70).any()
+    for i in range(len(seeds)):
+        for k in range(2):
+            h, w = batch["sizes"].numpy()[i, k]
+            crop = batch["crops"][k][i, :h, :w]
+            want = tf.image.resize(
+                tf.image.convert_image_dtype(crop, tf.float32), [32, 32], "bicubic"
+            )
+            want = tf.clip_by_value(want[:, ::-1] if flips[i, k] else want, 0.0, 1.0)
+            np.testing.assert_allclose(views[i, k], want.numpy(), atol=2e-5)
+
+
+def test_pre_cut_views_get_the_rest_of_the_policy_only() -> None:
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
-    crops = tf.constant(rng.integers(0, 256, (8, 2, 16, 16, 3), dtype=np.uint8))
-    bare = augment.AugmentPolicy(color_jitter_prob=0.0, grayscale_prob=0.0)
-    view_a, view_b = augment.augment_crops(crops, bare, 5)
-    # No colour op and the crop/flip already taken: the views are the crops themselves.
-    np.testing.assert_allclose(view_a.numpy(), crops.numpy()[:, 0] / 255.0, atol=1e-6)
-    np.testing.assert_allclose(view_b.numpy(), crops.numpy()[:, 1] / 255.0, atol=1e-6)
-    coloured_a, _ = augment.augment_crops(crops, augment.AugmentPolicy(), 5)
+    canvas = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    batch = {
+        "crops": (tf.constant(canvas), tf.constant(canvas[::-1])),
+        "sizes": tf.fill([8, 2, 2], 16),
+        "flips": tf.zeros([8, 2], tf.bool),
+    }
+    view_a, view_b = augment.augment_windows(batch, _BARE, 5, 16)
+    # No colour op, a whole-canvas box at its own size, no flip: the views are the crops.
+    np.testing.assert_allclose(view_a.numpy(), canvas / 255.0, atol=1e-6)
+    np.testing.assert_allclose(view_b.numpy(), canvas[::-1] / 255.0, atol=1e-6)
+    coloured_a, _ = augment.augment_windows(batch, augment.AugmentPolicy(), 5, 16)
     assert np.abs(coloured_a.numpy() - view_a.numpy()).mean() > 0.01
+
+
+def test_the_canvas_holds_every_crop_of_an_elongated_picture() -> None:
+    """A crop's sides stay within stored_size x the aspect extreme even for a 5:1
+    panorama; only the whole-picture fallback is cut to the canvas, at its centre."""
+    import tensorflow as tf
+
+    width, height = 300, 60
+    encoded = tf.constant(_ramp_png(width, height))
+    canvas = data.crop_canvas(height, _BARE)
+    assert canvas == 80  # 60 x 4/3
+    seeds = np.stack([np.full(200, 1), np.arange(200)], 1).astype(np.int64)
+    sizes = np.stack(
+        [
+            data.crop_windows(encoded, height, width, s, _BARE, canvas)[2].numpy()
+            for s in tf.constant(seeds)
+        ]
+    )
+    assert sizes.max() <= canvas and sizes[..., 1].max() > height
+    # Fallback: an area range no box of the aspect range can meet.
+    never = dataclasses.replace(_BARE, crop_area_min=0.9, crop_area_max=1.0)
+    crop_0, _, fallback, _ = data.crop_windows(encoded, height, width, seeds[0], never, canvas)
+    assert fallback.numpy().tolist() == [[height, canvas], [height, canvas]]
+    whole = np.asarray(Image.open(io.BytesIO(encoded.numpy())))
+    left = (width - canvas) // 2
+    np.testing.assert_array_equal(crop_0.numpy(), whole[:, left : left + canvas])
 
 
 # ---------------------------------------------------------------- 32 px: JPEG folder

@@ -222,8 +222,8 @@ def default_policy(image_size: int) -> AugmentPolicy:
 
 
 def without_crop(policy: AugmentPolicy) -> AugmentPolicy:
-    """`policy` for views whose crop and flip were already taken (`augment_crops`): the
-    whole-image box (a same-size bicubic resize is the identity) and no flip."""
+    """`policy` for views whose crop and flip were already taken (`augment_windows`):
+    the whole-image box (a same-size bicubic resize is the identity) and no flip."""
     return dataclasses.replace(
         policy,
         crop_area_min=1.0,
@@ -405,18 +405,21 @@ def crop_resize(
     images: tf.Tensor,
     boxes: tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor],
     flip: tf.Tensor | None = None,
+    size: int | None = None,
 ) -> tf.Tensor:
-    """uint8 [B,H,W,3] -> float32 [B,H,W,3] (/255): each image's box (y, x, h, w) in
-    whole pixels resized bicubically to H x W, as `tf.image.resize(crop, [H, W],
-    method="bicubic")` of `tf.image.convert_image_dtype(crop, tf.float32)`, then
+    """uint8 [B,H,W,3] -> float32 [B,S,S,3] (/255; S = `size`, else H x W): each image's
+    box (y, x, h, w) in whole pixels resized bicubically, as `tf.image.resize(crop, [S,
+    S], method="bicubic")` of `tf.image.convert_image_dtype(crop, tf.float32)`, then
     flipped left-right where `flip`. Not clipped (bicubic overshoots a little, as in
-    the official pipeline, whose colour ops clip)."""
+    the official pipeline, whose colour ops clip). Pixels outside the boxes are never
+    read (weight 0), so a box may sit in a zero-padded canvas."""
     height, width = images.shape[1], images.shape[2]
+    out_h, out_w = (size, size) if size is not None else (height, width)
     y, x, h, w = (tf.cast(b, tf.float32) for b in boxes)
     # Separable, as two batched matrix products with per-image resampling matrices
     # (4 taps per row; measured ~2.6x faster on CPU than gathering the taps).
-    rows = _resampling_matrix(*_bicubic_taps(y, h, height), height) * (1.0 / 255.0)
-    cols = _resampling_matrix(*_bicubic_taps(x, w, width), width)
+    rows = _resampling_matrix(*_bicubic_taps(y, h, out_h), height) * (1.0 / 255.0)
+    cols = _resampling_matrix(*_bicubic_taps(x, w, out_w), width)
     if flip is not None:
         cols = tf.where(flip[:, None, None], tf.reverse(cols, [1]), cols)
     out = tf.einsum("boh,bhwc->bowc", rows, tf.cast(images, tf.float32))
@@ -658,7 +661,11 @@ def _augment_batch(images: tf.Tensor, policy: AugmentPolicy, key: tf.Tensor) -> 
 
 def _augment(images: tf.Tensor, draws: tf.Tensor, policy: AugmentPolicy) -> tf.Tensor:
     """The views of `images` for a table of draws [B, _NUM_DRAWS]."""
-    x = _materialize(_crop_flip_resize(images, draws, policy), draws)
+    return _after_crop(_materialize(_crop_flip_resize(images, draws, policy), draws), draws, policy)
+
+
+def _after_crop(x: tf.Tensor, draws: tf.Tensor, policy: AugmentPolicy) -> tf.Tensor:
+    """Colour jitter, grayscale and blur of cropped views float32 [B,H,W,3], clipped."""
     jitter = policy.color_jitter_prob > 0 and policy.color_jitter_strength > 0
     if jitter or policy.grayscale_prob > 0:
         planes = [x[..., c] for c in range(3)]
@@ -698,21 +705,30 @@ def augment_pair(
     )
 
 
-def augment_crops(
-    crops: tf.Tensor, policy: AugmentPolicy, seed: int | tf.Tensor
+def augment_windows(
+    batch: dict[str, Any], policy: AugmentPolicy, seed: int | tf.Tensor, size: int
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """The two views of pre-cropped pairs: uint8 [B, 2, H, W, 3], crop k of image i
-    already drawn (and flipped) from the policy's crop distribution over the whole
-    stored picture (training on image datasets, `simclr.data.crop_pairs`); the rest of
-    the policy (colour, grayscale, blur) as `augment_pair`, with its seed folding."""
-    crops = tf.convert_to_tensor(crops)
-    if crops.dtype != tf.uint8 or crops.shape.rank != 5 or crops.shape[1] != 2:
-        raise ValueError(f"crops must be uint8 [B,2,H,W,3], got {crops.dtype} {crops.shape}")
+    """The two views of crops cut in tf.data (training on image datasets,
+    `simclr.data.crop_windows`): `batch["crops"]` is a pair of uint8 [B, C, C, 3], crop k
+    of image i in the top-left `batch["sizes"][i, k]` = (h, w) of its zero-padded
+    canvas, drawn from the policy's crop distribution over the whole stored picture.
+    Here each is resized bicubically to `size` (`crop_resize`), flipped where
+    `batch["flips"][i, k]`, and given the rest of the policy (colour, grayscale, blur)
+    as `augment_pair`, with its seed folding."""
+    crops, sizes, flips = batch["crops"], batch["sizes"], batch["flips"]
     rest = without_crop(policy)
     key = _seed_key(seed)
-    return _augment_batch(crops[:, 0], rest, _fold(key, 1)), _augment_batch(
-        crops[:, 1], rest, _fold(key, 2)
-    )
+
+    def view(k: int) -> tf.Tensor:
+        canvas = tf.convert_to_tensor(crops[k])
+        _check_images(canvas)
+        draws = _draws(_fold(key, k + 1), tf.shape(canvas)[0])
+        zero = tf.zeros_like(sizes[:, k, 0])
+        boxes = (zero, zero, sizes[:, k, 0], sizes[:, k, 1])
+        x = crop_resize(canvas, boxes, flips[:, k], size=size)
+        return _after_crop(_materialize(x, draws), draws, rest)
+
+    return view(0), view(1)
 
 
 # ------------------------------------------------------------------------- per image

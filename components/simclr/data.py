@@ -11,7 +11,7 @@ Each record is a `tf.train.Example` with `image` (3072 raw uint8 bytes, HWC) and
 `label` (int64). Image datasets (`simclr.images`, manifest format_version 2) hold
 JPEG/PNG records of varying stored sizes instead; every reader here accepts both:
 `load_arrays` and `make_dataset` decode them and take the centre `image_size` crop
-(evaluation's view), `encoded_records` + `crop_pairs` give pretraining its crops. The writer builds the serialized examples with numpy from a fixed
+(evaluation's view), `encoded_records` + `crop_windows` give pretraining its crops. The writer builds the serialized examples with numpy from a fixed
 template (every record has the same length), which makes writing fast and the bytes
 deterministic; `load_arrays` reads them back the same way, without per-image TF ops.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -521,7 +522,7 @@ def encoded_records(data_dir: str, split: str, max_examples: int | None = None) 
     """An image dataset's split as a tf.data.Dataset of its records, undecoded:
     (image bytes, height int32, width int32), the first N in file order. Pretraining
     keeps these in memory (the encoded size, not the decoded one) and decodes and crops
-    each picture when a step takes it (`crop_pairs`)."""
+    each picture when a step takes it (`crop_windows`)."""
     import tensorflow as tf
 
     from simclr.images.records import parse_features
@@ -541,13 +542,27 @@ def encoded_records(data_dir: str, split: str, max_examples: int | None = None) 
     return ds.batch(1024).map(parse).unbatch()
 
 
-def crop_pairs(encoded: Any, height: Any, width: Any, seed: Any, policy: Any, size: int) -> Any:
-    """One stored picture -> uint8 [2, size, size, 3]: two random resized crops, each
-    drawn by `tf.image.stateless_sample_distorted_bounding_box` over the whole picture
-    (the policy's area and aspect ranges; min_object_covered, attempts and fallback as
-    `simclr.augment`'s batched crop), resized bicubically to `size` and flipped with the
-    policy's probability. `seed`: int64 [2]; view k uses (seed[0], 2 * seed[1] + k).
-    The picture is decoded once for both crops."""
+def crop_canvas(stored_size: int, policy: Any) -> int:
+    """The side of the square canvas that holds any crop of a stored picture: a crop
+    fits inside the picture, whose shorter side is `stored_size`, and its aspect is at
+    most the policy's extreme, so neither of its sides exceeds stored_size x that."""
+    extreme = max(policy.crop_aspect_max, 1.0 / policy.crop_aspect_min, 1.0)
+    return math.ceil(stored_size * extreme)
+
+
+def crop_windows(
+    encoded: Any, height: Any, width: Any, seed: Any, policy: Any, canvas: int
+) -> tuple[Any, Any, Any, Any]:
+    """One stored picture -> its two random crops, cut but not resized: (crop_0 uint8
+    [h0, w0, 3], crop_1 [h1, w1, 3], sizes int32 [2, 2] = (h, w) per view, flips bool
+    [2]). Each box is drawn by `tf.image.stateless_sample_distorted_bounding_box` over
+    the whole picture (the policy's area and aspect ranges; min_object_covered,
+    attempts and fallback as `simclr.augment`'s batched crop); flips with the policy's
+    probability. `seed`: int64 [2]; view k uses (seed[0], 2 * seed[1] + k). The
+    picture is decoded once for both crops. `batch_crop_windows` pads the crops to
+    `canvas`; `augment.augment_windows` resizes them on the device. Only the
+    whole-picture fallback of a picture more elongated than the aspect range can
+    exceed the canvas; it keeps the box's centre canvas x canvas."""
     import tensorflow as tf
 
     from simclr import augment
@@ -568,17 +583,31 @@ def crop_pairs(encoded: Any, height: Any, width: Any, seed: Any, policy: Any, si
             max_attempts=augment._CROP_ATTEMPTS,
             use_image_if_no_bounding_boxes=True,
         )
-        crop = tf.slice(image, begin, extent)
-        # The kernel tf.image.resize(method="bicubic") runs, called directly (no float
-        # copy of the crop first); flipping the uint8 view costs a quarter of the float.
-        pixels = tf.raw_ops.ResizeBicubic(
-            images=crop[None], size=[size, size], align_corners=False, half_pixel_centers=True
-        )[0]
-        pixels = tf.cast(tf.clip_by_value(tf.round(pixels), 0.0, 255.0), tf.uint8)
+        size = tf.minimum(extent[:2], canvas)
+        corner = begin[:2] + (extent[:2] - size) // 2
+        crop = tf.slice(image, tf.concat([corner, [0]], 0), tf.concat([size, [3]], 0))
         flip = tf.random.stateless_uniform([], tf.stack([key[1], key[0]])) < policy.flip_prob
-        return tf.cond(flip, lambda: tf.reverse(pixels, [1]), lambda: pixels)
+        return crop, size, flip
 
-    return tf.ensure_shape(tf.stack([view(0), view(1)]), [2, size, size, 3])
+    (crop_0, size_0, flip_0), (crop_1, size_1, flip_1) = view(0), view(1)
+    return crop_0, crop_1, tf.stack([size_0, size_1]), tf.stack([flip_0, flip_1])
+
+
+def batch_crop_windows(crops: Any, batch_size: int, canvas: int) -> Any:
+    """Batches `crop_windows`' elements into what `augment.augment_windows` takes:
+    {"crops": (uint8 [B, canvas, canvas, 3]) x 2, "sizes": int32 [B, 2, 2], "flips":
+    bool [B, 2]}, each crop zero-padded at its bottom and right. The padding is
+    tf.data's own batch copy (padded_batch), measured ~2.4x cheaper on CPU than
+    padding each crop in the map and batching."""
+    import tensorflow as tf
+
+    side = tf.TensorShape([canvas, canvas, 3])
+    batches = crops.padded_batch(
+        batch_size, padded_shapes=(side, side, [2, 2], [2]), drop_remainder=True
+    )
+    return batches.map(
+        lambda c0, c1, sizes, flips: {"crops": (c0, c1), "sizes": sizes, "flips": flips}
+    )
 
 
 def _read_record_file_tf(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -640,7 +669,9 @@ __all__: Sequence[str] = (
     "balanced_subset",
     "class_counts",
     "indices_sha256",
-    "crop_pairs",
+    "batch_crop_windows",
+    "crop_canvas",
+    "crop_windows",
     "encoded_records",
     "image_size",
     "is_image_dataset",

@@ -132,9 +132,10 @@ def make_input(strategy, local_dir: str, plan: Plan, config: PretrainConfig, sta
     """A distributed iterator over per-replica uint8 batches, from global step `start_step`.
 
     CIFAR-10 records: batches [B, 32, 32, 3] that the step's batched augmentation crops.
-    Image datasets (`simclr.images`): batches of crop pairs [B, 2, S, S, 3], each crop
-    drawn per image in tf.data over the whole stored picture (`data.crop_pairs`), for
-    `augment.augment_crops` to finish on the device (docs/design.md, "Your own images").
+    Image datasets (`simclr.images`): batches of two crops per image, each drawn and cut
+    in tf.data over the whole stored picture (`data.crop_windows`) and padded to one
+    canvas, for `augment.augment_windows` to resize and finish on the device
+    (docs/design.md, "Your own images").
 
     Each input pipeline holds the training images in memory (CIFAR-10: 150 MB; image
     datasets: their encoded bytes). The image order is an endless stream of epochs,
@@ -151,8 +152,10 @@ def make_input(strategy, local_dir: str, plan: Plan, config: PretrainConfig, sta
     global_batch, n = config.batch_size, plan.num_examples
     start_epoch, skip = divmod(start_step * global_batch, n)
     end_epoch = -(-plan.total_steps * global_batch // n)  # the epochs the schedule touches
-    images_in_records = data.is_image_dataset(data.load_manifest(local_dir))
+    manifest = data.load_manifest(local_dir)
+    images_in_records = data.is_image_dataset(manifest)
     policy = training_policy(config, plan) if images_in_records else None
+    canvas = data.crop_canvas(int(manifest["stored_size"]), policy) if images_in_records else 0
 
     def source() -> tf.data.Dataset:
         """One element: every training image (decoded CIFAR pixels, or encoded records)."""
@@ -174,28 +177,29 @@ def make_input(strategy, local_dir: str, plan: Plan, config: PretrainConfig, sta
 
         order = tf.data.Dataset.range(start_epoch, end_epoch).flat_map(epoch_order).skip(skip)
         batches = order.batch(global_batch, drop_remainder=True).take(plan.total_steps - start_step)
+        per_replica = ctx.get_per_replica_batch_size(global_batch)
         if images_in_records:
-            ds = _crop_pairs_input(batches, all_images, start_step, first, per_pipeline)
+            crops = _crop_windows_input(batches, all_images, start_step, first, per_pipeline)
+            ds = data.batch_crop_windows(crops, per_replica, canvas)
         else:
             ds = tf.data.Dataset.zip(batches, all_images.repeat()).map(
                 lambda idx, images: tf.gather(images, idx[first : first + per_pipeline])
             )
-            ds = ds.unbatch()
-        ds = ds.batch(ctx.get_per_replica_batch_size(global_batch), drop_remainder=True)
+            ds = ds.unbatch().batch(per_replica, drop_remainder=True)
         options = tf.data.Options()
         options.deterministic = True
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
-    def _crop_pairs_input(batches, records, start, first, count):
-        """Per image of this pipeline's slice: (bytes, h, w, crop seed) -> crop pair."""
+    def _crop_windows_input(batches, records, start, first, count):
+        """Per image of this pipeline's slice: (bytes, h, w, crop seed) -> its two crops."""
         steps = tf.data.Dataset.range(start, plan.total_steps)
 
         def take(step, idx, record):
             encoded, heights, widths = record
             mine = idx[first : first + count]
             position = tf.range(first, first + count, dtype=tf.int64)
-            # Unique per (step, position in the global batch); crop_pairs adds the view.
+            # Unique per (step, position in the global batch); crop_windows adds the view.
             stream = step * global_batch + position
             seeds = tf.stack([tf.fill([count], tf.cast(config.seed, tf.int64)), stream], 1)
             return (
@@ -205,10 +209,9 @@ def make_input(strategy, local_dir: str, plan: Plan, config: PretrainConfig, sta
                 seeds,
             )
 
-        size = plan.image_size
         ds = tf.data.Dataset.zip(steps, batches, records.repeat()).map(take).unbatch()
         return ds.map(
-            lambda e, h, w, seed: data.crop_pairs(e, h, w, seed, policy, size),
+            lambda e, h, w, seed: data.crop_windows(e, h, w, seed, policy, canvas),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
@@ -378,9 +381,15 @@ def make_train_step(strategy, state: TrainState, config: PretrainConfig, policy,
     )
     variables = state.encoder.trainable_variables + state.head.trainable_variables
     watched = state.encoder.variables + state.head.variables  # + BatchNorm moving stats
-    from simclr.augment import augment_crops  # image datasets: [B, 2, S, S, 3] crop pairs
+    from simclr.augment import augment_windows
 
-    views = lambda x, s: (augment_crops if x.shape.rank == 5 else augment_pair)(x, policy, s)  # noqa: E731
+    size = int(state.encoder.inputs[0].shape[1])
+
+    def views(batch, seed):
+        if isinstance(batch, dict):  # image datasets: crops cut in tf.data (make_input)
+            return augment_windows(batch, policy, seed, size)
+        return augment_pair(batch, policy, seed)
+
     augment = tf.function(views, jit_compile=jit)
 
     def replica_step(images, step, stop):

@@ -6,17 +6,21 @@ shorter side 110 / 256 px, JPEG, held in memory so no file I/O is timed) and pro
 what SimCLR consumes: two random resized crops of each image (area 0.08-1, aspect
 3/4-4/3), flipped, uint8 at the training size.
 
-- ours: `simclr.data.crop_pairs` in a parallel, deterministic tf.data map over the
-  encoded records (one decode, two crops, bicubic resize), as `train.make_input` runs it;
+- ours: the host half of `train.make_input`: `simclr.data.crop_windows` in a parallel,
+  deterministic tf.data map over the encoded records (one decode, two boxes, two cuts),
+  batched by `data.batch_crop_windows` (zero-padded canvases). The bicubic resize is the
+  device's, batched in the training step (`augment.augment_windows`); a separate row
+  times it on this machine's CPU;
 - Pillow: what a torchvision `ImageFolder` + `RandomResizedCrop` + `RandomHorizontalFlip`
   loader does per image (`Image.open(...).convert("RGB")`, torchvision's box sampling,
   `Image.resize(size, BILINEAR, box=crop)`, flip, `np.asarray`), one image at a time.
 
 Each row: images/s (pairs of views) and images per CPU-second (process CPU time over
-all threads: the per-core figure, comparable however many cores tf.data used). A last
-row per size times the JPEG decode alone in the same map: decoding dominates both
-loaders, so its per-core rate over the Pillow loader's bounds the speedup any loader
-that decodes whole pictures can reach.
+all threads: the per-core figure, comparable however many cores tf.data used). Per
+size, a row times the device half (the batched resize of both views from their
+canvases) on this machine's CPU, and a last row the JPEG decode alone in the same map:
+decoding dominates both loaders, so its per-core rate over the Pillow loader's bounds
+the speedup any loader that decodes whole pictures can reach.
 """
 
 from __future__ import annotations
@@ -56,24 +60,59 @@ def _stored_records(work: str, image_size: int, count: int) -> tuple[str, list[b
     return out, encoded
 
 
-def measure_ours(data_dir: str, image_size: int, seconds: float) -> dict[str, Any]:
+def _cut_batches(data_dir: str, image_size: int, batch_size: int = 64) -> Any:
+    """The training input of an image dataset as `train.make_input` builds it: crops
+    cut per picture in a parallel, deterministic map, padded into batches."""
     import tensorflow as tf
 
     from simclr import data
     from simclr.augment import default_policy
 
     policy = default_policy(image_size)
+    canvas = data.crop_canvas(int(data.load_manifest(data_dir)["stored_size"]), policy)
     records = data.encoded_records(data_dir, "train").cache().repeat()
-    seeds = tf.data.Dataset.range(1 << 40).map(lambda i: tf.stack([tf.constant(0, tf.int64), i]))
-    ds = tf.data.Dataset.zip(records, seeds).map(
-        lambda record, seed: data.crop_pairs(*record, seed, policy, image_size),
+    # Seeds made a batch at a time, as make_input does (per step), not one map per image.
+    seeds = tf.data.Dataset.range(1 << 40).batch(1024)
+    seeds = seeds.map(lambda i: tf.stack([tf.zeros_like(i), i], 1)).unbatch()
+    crops = tf.data.Dataset.zip(records, seeds).map(
+        lambda record, seed: data.crop_windows(*record, seed, policy, canvas),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    batches = iter(ds.batch(64).prefetch(2))
+    return data.batch_crop_windows(crops, batch_size, canvas).prefetch(2)
+
+
+def measure_ours(data_dir: str, image_size: int, seconds: float) -> dict[str, Any]:
+    batches = iter(_cut_batches(data_dir, image_size))
     for _ in range(3):  # warm up: tracing, the cache's first pass
         next(batches)
-    return _timed(lambda: next(batches).shape[0], seconds)
+    return _timed(lambda: int(next(batches)["sizes"].shape[0]), seconds)
+
+
+def measure_device_resize(data_dir: str, image_size: int, seconds: float) -> dict[str, Any]:
+    """The device half on this machine's CPU: both views of a batch resized from their
+    canvases (`augment.crop_resize`, as `augment_windows` runs it), as a tf.function."""
+    import tensorflow as tf
+
+    from simclr.augment import crop_resize
+
+    batch = next(iter(_cut_batches(data_dir, image_size)))
+
+    @tf.function
+    def resize(batch):
+        zero = tf.zeros_like(batch["sizes"][:, 0, 0])
+        return [
+            crop_resize(
+                batch["crops"][k],
+                (zero, zero, batch["sizes"][:, k, 0], batch["sizes"][:, k, 1]),
+                batch["flips"][:, k],
+                size=image_size,
+            )
+            for k in range(2)
+        ]
+
+    resize(batch)
+    return _timed(lambda: int(resize(batch)[0].shape[0]), seconds)
 
 
 def measure_decode_only(data_dir: str, seconds: float) -> dict[str, Any]:
@@ -93,6 +132,14 @@ def measure_decode_only(data_dir: str, seconds: float) -> dict[str, Any]:
     for _ in range(3):
         next(batches)
     return _timed(lambda: next(batches).shape[0], seconds)
+
+
+def _canvas(data_dir: str, image_size: int) -> int:
+    from simclr import data
+    from simclr.augment import default_policy
+
+    stored = int(data.load_manifest(data_dir)["stored_size"])
+    return data.crop_canvas(stored, default_policy(image_size))
 
 
 def _torchvision_box(width: int, height: int, rng: random.Random) -> tuple[int, int, int, int]:
@@ -169,6 +216,7 @@ def benchmarks(args: Any) -> Iterator[dict[str, Any]]:
             ours = measure_ours(data_dir, size, seconds)
             pillow = measure_pillow(encoded, size, seconds)
             decode = measure_decode_only(data_dir, seconds)
+            device = measure_device_resize(data_dir, size, seconds)
             per_core = (ours["images_per_cpu_second"] or 0) / max(
                 1e-9, pillow["images_per_cpu_second"] or 0
             )
@@ -183,6 +231,13 @@ def benchmarks(args: Any) -> Iterator[dict[str, Any]]:
                 # what 16 cores of this machine would feed at this rate
                 "images_per_second_16_cores": round(16 * (ours["images_per_cpu_second"] or 0)),
                 **(_gpu_feed(ours) if size == 224 else {}),
+            }
+            yield {
+                "name": f"input_device_resize_{size}px_images_per_second",
+                **common,
+                **device,
+                "device": "this machine's CPU, no XLA (as the CPU training step)",
+                "canvas": _canvas(data_dir, size),
             }
             # Decoding alone, per core, over the whole Pillow loader's rate: no loader that
             # decodes each stored JPEG whole can beat this ratio.
