@@ -207,7 +207,18 @@ def test_is_chief_follows_tensorflow_rule():
     assert not adapters.is_chief_process(env(with_chief, "worker", 0))
     assert adapters.is_chief_process(env(workers_only, "worker", 0))
     assert not adapters.is_chief_process(env(workers_only, "worker", 1))
-    assert adapters.is_chief_process(env({"master": ["a:1"], "worker": ["b:1"]}, "master"))
+    assert adapters.is_chief_process(env(with_chief, "evaluator"))  # its own chief, as TF's
+
+
+def test_a_task_type_tensorflow_refuses_is_one_line(capsys):
+    """TensorFlow 2.21's multi-worker training refuses a "master" task (AI Platform's TF 1
+    name; multi_worker_util._validate_cluster_spec): the adapter says so and exits 2."""
+    tf_config = {"cluster": {"master": ["a:1"], "worker": ["b:1"]}, "task": {"type": "master"}}
+    with pytest.raises(SystemExit) as exit_:
+        adapters.is_chief_process({"TF_CONFIG": json.dumps(tf_config)})
+    assert exit_.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error: TF_CONFIG names task type 'master'") and "\n" not in line
 
 
 def test_checkpoints_default_to_the_artifact_uri_not_the_pod_disk():

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
 
 import tensorflow as tf
 
+from simclr import cluster
 from simclr.errors import UserError
-from simclr.train_config import workers_in_tf_config
 
 
 def configure_cpu_devices(count: int) -> None:
@@ -59,7 +58,7 @@ def resolve_strategy_name(name: str) -> str:
         return name
     if _tpu_configured():
         return "tpu"
-    if workers_in_tf_config() > 1:
+    if cluster.training_tasks() > 1:
         return "multi_worker"
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return "mirrored"
@@ -86,15 +85,13 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """The one task that writes checkpoints, summaries and outputs."""
+    """The one task that writes checkpoints, summaries and outputs (`cluster.is_chief`
+    of the task the strategy's resolver names; every other strategy is its own run)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
         return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    if task_type is None:
-        return True
-    has_chief = "chief" in json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
+    tasks = resolver.cluster_spec().as_dict()
+    return cluster.Cluster(tasks, resolver.task_type, resolver.task_id or 0).is_chief
 
 
 def device_kind() -> str:

@@ -72,26 +72,14 @@ def lease_ttl(env: dict[str, str] | None = None) -> float:
 def is_chief_task(strategy: str, env: dict[str, str] | None = None) -> bool:
     """Whether this process speaks for the run (before TensorFlow: from TF_CONFIG).
 
-    Matches distribute.is_chief: in a multi-worker run (--strategy=multi_worker, or auto
-    with more than one task in TF_CONFIG) the "chief" task, else worker 0 when the
-    cluster has no chief. Any other strategy makes every process its own run.
+    In a multi-worker run (--strategy=multi_worker, or auto with more than one task in
+    TF_CONFIG) the chief by `cluster.is_chief`; any other strategy makes every process
+    its own run.
     """
-    from simclr.train_config import workers_in_tf_config
+    from simclr import cluster
 
-    env = os.environ if env is None else env
-    multi = strategy == "multi_worker" or (strategy == "auto" and workers_in_tf_config() > 1)
-    if not multi or not env.get("TF_CONFIG"):
-        return True
-    try:
-        tf_config = json.loads(env["TF_CONFIG"])
-        task = tf_config.get("task", {})
-        kind, index = task.get("type"), int(task.get("index", 0))
-    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
-        raise UserError("TF_CONFIG is not valid JSON naming this task") from None
-    if kind is None:
-        return True
-    has_chief = "chief" in tf_config.get("cluster", {})
-    return kind == "chief" or (kind == "worker" and index == 0 and not has_chief)
+    multi = strategy == "multi_worker" or (strategy == "auto" and cluster.training_tasks(env) > 1)
+    return not multi or cluster.is_chief(env)
 
 
 def _iso(unix: float) -> str:

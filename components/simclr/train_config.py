@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import fractions
-import json
 import math
-import os
 from typing import Any
 
 from simclr import storage
@@ -197,15 +195,3 @@ def make_plan(config: PretrainConfig, manifest: dict[str, Any]) -> Plan:
         tensorboard_dir=c.tensorboard_dir or storage.join(c.output_dir, "tensorboard"),
         image_size=int(manifest.get("image_size", 32)),
     )
-
-
-def workers_in_tf_config() -> int:
-    """Number of tasks (chief + workers) that TF_CONFIG names; 1 without TF_CONFIG."""
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        return 1
-    try:
-        cluster = json.loads(raw).get("cluster", {})
-    except (json.JSONDecodeError, AttributeError):
-        raise UserError("TF_CONFIG is not valid JSON") from None
-    return sum(len(cluster.get(kind, [])) for kind in ("chief", "worker")) or 1

@@ -15,7 +15,6 @@ import base64
 import dataclasses
 import html
 import importlib
-import json
 import os
 import sys
 import types
@@ -156,19 +155,16 @@ def check_resolved(name: str, value: str) -> None:
 
 
 def is_chief_process(env: Mapping[str, str] | None = None) -> bool:
-    """Whether this replica writes the task's outputs: TensorFlow's rule (the `chief`, or
-    `master` on older Vertex/AI Platform jobs; else worker 0 when there is none) read from
-    TF_CONFIG, so it holds before TensorFlow starts. No TF_CONFIG: the only process."""
-    env = os.environ if env is None else env
-    config = json.loads(env.get("TF_CONFIG") or "{}")
-    task = config.get("task", {})
-    kind, index = task.get("type"), int(task.get("index", 0))
-    if kind is None:
-        return True
-    if kind in ("chief", "master"):
-        return True
-    has_chief = any(k in config.get("cluster", {}) for k in ("chief", "master"))
-    return kind == "worker" and index == 0 and not has_chief
+    """Whether this replica writes the task's outputs: `simclr.cluster.is_chief`,
+    TensorFlow's rule read from TF_CONFIG, so it holds before TensorFlow starts. No
+    TF_CONFIG: the only process. A TF_CONFIG TensorFlow would refuse: exit 2."""
+    from simclr import cluster
+    from simclr.errors import UserError
+
+    try:
+        return cluster.is_chief(env)
+    except UserError as err:
+        _exit_for(err)
 
 
 def durable_uri(artifact: Any) -> str:
@@ -284,10 +280,14 @@ def _run_task(module_name: str, config_name: str, params: dict, options: Mapping
         print(f"simclr {module_name}: {config}", flush=True)
         return module.run(config) or {}
     except (UserError, AdapterError) as err:
-        # Bad input: one line at the end of the task's log and exit code 2, as the task
-        # CLI does, instead of a traceback.
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        _exit_for(err)
+
+
+def _exit_for(err: Exception) -> typing.NoReturn:
+    """Bad input: one line at the end of the task's log and exit code 2, as the task CLI
+    does, instead of a traceback."""
+    print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
 
 
 # ---------------------------------------------------------------------------------------
