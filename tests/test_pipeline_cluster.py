@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 from simclr import storage
+from simclr.errors import UserError
 from simclr_pipeline import adapters, cli, platforms
 
 from tests.component_runner import pretrain_executor_input
@@ -210,12 +211,16 @@ def test_is_chief_follows_tensorflow_rule():
     assert adapters.is_chief_process(env(with_chief, "evaluator"))  # its own chief, as TF's
 
 
-def test_a_task_type_tensorflow_refuses_is_one_line(capsys):
+def test_a_task_type_tensorflow_refuses_is_one_line(capsys, monkeypatch):
     """TensorFlow 2.21's multi-worker training refuses a "master" task (AI Platform's TF 1
-    name; multi_worker_util._validate_cluster_spec): the adapter says so and exits 2."""
+    name; multi_worker_util._validate_cluster_spec): the pretrain adapter, the body the pod
+    runs, says so and exits 2 before it touches an artifact."""
     tf_config = {"cluster": {"master": ["a:1"], "worker": ["b:1"]}, "task": {"type": "master"}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
     with pytest.raises(SystemExit) as exit_:
-        adapters.is_chief_process({"TF_CONFIG": json.dumps(tf_config)})
+        adapters.pretrain(
+            *[None] * 5, run_id="run-1", tensorboard_root="", checkpoint_root="", options={}
+        )
     assert exit_.value.code == 2
     line = capsys.readouterr().err.strip()
     assert line.startswith("error: TF_CONFIG names task type 'master'") and "\n" not in line
@@ -243,14 +248,14 @@ def test_kfp_minio_store_without_credentials_is_one_line():
         uri, path = "minio://mlpipeline/v2/artifacts/m", "/minio/mlpipeline/v2/artifacts/m"
 
     uri = adapters.storage.join(adapters.durable_uri(Art), "checkpoints")
-    with pytest.raises(SystemExit, match="--s3_secret=mlpipeline-minio-artifact"):
+    with pytest.raises(UserError, match="--s3_secret=mlpipeline-minio-artifact"):
         adapters.check_s3_settings(uri, Art, env={})
     adapters.check_s3_settings(
         uri, Art, env={"AWS_ENDPOINT_URL": "http://m:9000", "AWS_ACCESS_KEY_ID": "k"}
     )
 
 
-def test_unresolved_run_id_names_the_minimum_backend(tmp_path):
+def test_unresolved_run_id_names_the_minimum_backend(tmp_path, capsys):
     # What an older backend hands over: the placeholder exactly as compiled.
     output = tmp_path / "p.yaml"
     assert cli.main(["compile", f"--output={output}", "--image_repo=r.example.com/x"]) == 0
@@ -266,6 +271,7 @@ def test_unresolved_run_id_names_the_minimum_backend(tmp_path):
     for call in calls:
         with pytest.raises(SystemExit) as exc:
             call()
-        message = str(exc.value)
+        assert exc.value.code == 2
+        message = capsys.readouterr().err.strip()
         assert message.startswith("error: ") and "\n" not in message
         assert f">= {platforms.MIN_KFP_BACKEND}" in message and placeholder in message

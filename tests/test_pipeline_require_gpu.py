@@ -16,7 +16,7 @@ def _artifact(path, metadata=None):
     return types.SimpleNamespace(path=str(path), uri=str(path), metadata=dict(metadata or {}))
 
 
-def _call_pretrain(tmp_path, data_dir, num_gpus: int):
+def _call_pretrain(tmp_path, data_dir, num_gpus: int, options: dict | None = None):
     policy_dir = tmp_path / "policy"
     policy_dir.mkdir()
     (policy_dir / "policy.json").write_text(json.dumps({}))
@@ -43,7 +43,7 @@ def _call_pretrain(tmp_path, data_dir, num_gpus: int):
         tensorboard_root="",
         checkpoint_root="",
         num_gpus=num_gpus,
-        options={},
+        options=options or {},
     )
 
 
@@ -66,11 +66,10 @@ def test_bad_options_are_one_line_not_a_traceback(
     tiny_prepared_data, tmp_path, capsys, options, needle
 ):
     """issue 18: `adapters._run_task` built the config outside its `try`, so a misspelt or
-    mistyped `pretrain_options` key escaped as a traceback in the pod log."""
-    from simclr_pipeline import adapters
-
+    mistyped `pretrain_options` key escaped as a traceback in the pod log. Through the
+    component's own body, as the pod runs it."""
     with pytest.raises(SystemExit) as stopped:
-        adapters._run_task("pretrain", "PretrainConfig", {"data_dir": tiny_prepared_data}, options)
+        _call_pretrain(tmp_path, tiny_prepared_data, num_gpus=0, options=options)
     assert stopped.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and needle in errors[0], errors

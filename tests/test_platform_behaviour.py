@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from simclr.errors import UserError
 from simclr_pipeline import adapters, cli, presets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -202,7 +203,7 @@ def test_without_the_secret_pretrain_says_so_before_training(tmp_path):
     env = _executor_env(spec, platform, "pretrain")
     assert "AWS_ACCESS_KEY_ID" not in env and "AWS_ENDPOINT_URL" not in env
     model = _Artifact(UPSTREAM_DEFAULT_ROOT.format(ns="team-a") + "/run/pretrain/1/model")
-    with pytest.raises(SystemExit, match=f"--s3_secret={UPSTREAM_KFP_SECRET}"):
+    with pytest.raises(UserError, match=f"--s3_secret={UPSTREAM_KFP_SECRET}"):
         adapters.check_s3_settings(adapters.checkpoint_dir_for(model, "", "run"), model, env)
 
 

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-from simclr import storage
+from simclr import errors, storage
 from simclr.errors import UserError
 
 # Schemes TensorBoard reads itself (TensorFlow's own file systems); others are followed.
@@ -84,9 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except UserError as err:
+        return errors.report(err)
 
 
 if __name__ == "__main__":

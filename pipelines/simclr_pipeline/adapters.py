@@ -16,19 +16,19 @@ import dataclasses
 import html
 import importlib
 import os
-import sys
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any
 
 from simclr import storage
+from simclr.errors import UserError, exits_on_user_error
 
 from simclr_pipeline.params import parse_bool
 from simclr_pipeline.platforms import KFP_S3_ENDPOINT, KFP_S3_SECRET, MIN_KFP_BACKEND
 
 
-class AdapterError(ValueError):
+class AdapterError(UserError):
     """A pipeline parameter that does not fit the task's config."""
 
 
@@ -148,8 +148,8 @@ def check_resolved(name: str, value: str) -> None:
     older KFP backends pass `{{$.pipeline_job_uuid}}` through verbatim, and every run
     would then share (and "resume" from) one checkpoint directory."""
     if "{{" in value and "}}" in value:
-        raise SystemExit(
-            f"error: {name} arrived unresolved ({value}): this pipeline needs a Kubeflow "
+        raise UserError(
+            f"{name} arrived unresolved ({value}): this pipeline needs a Kubeflow "
             f"Pipelines backend >= {MIN_KFP_BACKEND} (or Vertex AI)"
         )
 
@@ -157,14 +157,10 @@ def check_resolved(name: str, value: str) -> None:
 def is_chief_process(env: Mapping[str, str] | None = None) -> bool:
     """Whether this replica writes the task's outputs: `simclr.cluster.is_chief`,
     TensorFlow's rule read from TF_CONFIG, so it holds before TensorFlow starts. No
-    TF_CONFIG: the only process. A TF_CONFIG TensorFlow would refuse: exit 2."""
+    TF_CONFIG: the only process. A TF_CONFIG TensorFlow would refuse: a UserError."""
     from simclr import cluster
-    from simclr.errors import UserError
 
-    try:
-        return cluster.is_chief(env)
-    except UserError as err:
-        _exit_for(err)
+    return cluster.is_chief(env)
 
 
 def durable_uri(artifact: Any) -> str:
@@ -187,8 +183,8 @@ def check_s3_settings(uri: str, artifact: Any, env: Mapping[str, str] | None = N
         return
     missing = [n for n in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID") if not env.get(n)]
     if missing:
-        raise SystemExit(
-            f"error: checkpoints go to KFP's object store ({uri}) but {', '.join(missing)} "
+        raise UserError(
+            f"checkpoints go to KFP's object store ({uri}) but {', '.join(missing)} "
             f"is not set: compile with --s3_secret={KFP_S3_SECRET} "
             f"--s3_endpoint_url={KFP_S3_ENDPOINT} (the defaults), or set checkpoint_root"
         )
@@ -272,22 +268,11 @@ def tensorboard_markdown(logdir: str, checkpoint_dir: str, live: bool) -> str:
 def _run_task(module_name: str, config_name: str, params: dict, options: Mapping) -> dict:
     module = importlib.import_module(f"simclr.tasks.{module_name}")
     config_cls = getattr(module, config_name)
-    from simclr.errors import UserError
-
-    try:
-        # Inside the try: a misspelt or mistyped `*_options` key is the user's mistake too.
-        config = config_cls(**config_kwargs(config_cls, params, options))
-        print(f"simclr {module_name}: {config}", flush=True)
-        return module.run(config) or {}
-    except (UserError, AdapterError) as err:
-        _exit_for(err)
-
-
-def _exit_for(err: Exception) -> typing.NoReturn:
-    """Bad input: one line at the end of the task's log and exit code 2, as the task CLI
-    does, instead of a traceback."""
-    print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
-    raise SystemExit(2) from None
+    # A misspelt or mistyped `*_options` key is an AdapterError, a UserError like the
+    # task's own: the entry points below turn both into one line and exit 2.
+    config = config_cls(**config_kwargs(config_cls, params, options))
+    print(f"simclr {module_name}: {config}", flush=True)
+    return module.run(config) or {}
 
 
 # ---------------------------------------------------------------------------------------
@@ -295,6 +280,7 @@ def _exit_for(err: Exception) -> typing.NoReturn:
 # ---------------------------------------------------------------------------------------
 
 
+@exits_on_user_error
 def prepare_data(dataset: Any, *, options: Mapping, **params: Any) -> dict:
     os.makedirs(dataset.path, exist_ok=True)
     manifest = _run_task(
@@ -318,6 +304,7 @@ def prepare_data(dataset: Any, *, options: Mapping, **params: Any) -> dict:
     return manifest
 
 
+@exits_on_user_error
 def augment(dataset, policy, preview, augment_metrics, *, options: Mapping, **params) -> dict:
     os.makedirs(policy.path, exist_ok=True)
     metrics = _run_task(
@@ -338,6 +325,7 @@ def augment(dataset, policy, preview, augment_metrics, *, options: Mapping, **pa
     return metrics
 
 
+@exits_on_user_error
 def pretrain(
     dataset,
     policy,
@@ -432,6 +420,7 @@ def saved_model_uri(model: Any) -> str:
     return storage.join(durable_uri(model), *SAVED_MODEL_DIR.split("/"))
 
 
+@exits_on_user_error
 def embed(dataset, model, embeddings, embed_metrics, *, options: Mapping, **params) -> dict:
     os.makedirs(embeddings.path, exist_ok=True)
     metrics = _run_task(
@@ -461,6 +450,7 @@ def embed(dataset, model, embeddings, embed_metrics, *, options: Mapping, **para
     return metrics
 
 
+@exits_on_user_error
 def evaluate(
     dataset,
     model,

@@ -21,12 +21,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from simclr import errors
+from simclr.errors import UserError
+
 from simclr_pipeline import params as params_lib
 from simclr_pipeline import platforms, presets
 from simclr_pipeline.components import DEFAULT_IMAGE_REPO, DEFAULT_IMAGE_TAG, Images
 
 
-class CliError(Exception):
+class CliError(UserError):
     """Reported as `error: <message>` and exit status 2."""
 
 
@@ -236,7 +239,7 @@ def pipeline_options(args: argparse.Namespace):
             tuple(params_lib.parse_assignments([s]).items())[0] for s in args.node_selector
         )
         tolerations = tuple(Toleration.parse(t) for t in args.toleration)
-    except ValueError as err:
+    except (UserError, ValueError) as err:  # ParamError, or Toleration's ValueError
         raise CliError(str(err).replace("--param", "--node_selector")) from err
     options = PipelineOptions(
         platform=args.platform,
@@ -519,8 +522,6 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from simclr_pipeline.submit import SubmitError
-
     handlers = {
         "compile": cmd_compile,
         "run-local": lambda a: cmd_run(a, "subprocess"),
@@ -530,9 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except (CliError, SubmitError, params_lib.ParamError, platforms.PlatformError) as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
+    except UserError as err:  # CliError, ParamError, PlatformError, SubmitError, ...
+        return errors.report(err)
 
 
 if __name__ == "__main__":

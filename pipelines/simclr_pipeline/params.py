@@ -10,9 +10,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
+from simclr.errors import UserError
 
 
-class ParamError(ValueError):
+class ParamError(UserError):
     """Bad parameter input; the message is one line."""
 
 

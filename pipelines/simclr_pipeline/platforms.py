@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 
+from simclr.errors import UserError
+
 KUBEFLOW = "kubeflow"
 VERTEX = "vertex"
 PLATFORMS = (KUBEFLOW, VERTEX)
@@ -74,7 +76,7 @@ RETRY_BACKOFF_FACTOR = 2.0
 MIN_KFP_BACKEND = "2.5.0"
 
 
-class PlatformError(ValueError):
+class PlatformError(UserError):
     """A compile/submit option the target platform would reject; the message is one line."""
 
 

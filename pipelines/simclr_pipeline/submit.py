@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from simclr.errors import UserError
 
 from simclr_pipeline import platforms
 from simclr_pipeline.pipeline import PIPELINE_NAME
@@ -21,7 +22,7 @@ KUBEFLOW = "kubeflow"
 VERTEX = "vertex"
 
 
-class SubmitError(RuntimeError):
+class SubmitError(UserError):
     """A submission problem the user can fix; the message is one line."""
 
 

@@ -12,6 +12,8 @@ import importlib
 import json
 import sys
 
+from simclr import errors
+
 MODULES = ("augment", "train", "prepare", "ingest", "input")
 
 
@@ -46,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     selected = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(selected) - set(MODULES))
     if unknown:
-        print(f"error: unknown benchmark module(s): {', '.join(unknown)}", file=sys.stderr)
-        return 2
+        return errors.report(f"unknown benchmark module(s): {', '.join(unknown)}")
     for name in selected:
         module = importlib.import_module(f"simclr.bench.{name}")
         for row in module.benchmarks(args):

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from absl import app, flags
 
+from simclr import errors
 from simclr.errors import UserError
 
 # Flags defined through define_dataclass_flags belong to its caller (e.g. simclr.tasks.augment,
@@ -127,8 +128,6 @@ def _parse_flags(argv: list[str]) -> list[str]:
         raise  # unreachable
 
 
-def _fail(message: str) -> None:
-    logging.shutdown()
-    one_line = " ".join(str(message).split())
-    print(f"error: {one_line}", file=sys.stderr, flush=True)
-    sys.exit(2)
+def _fail(message: str) -> typing.NoReturn:
+    logging.shutdown()  # flush the task's log first: the error stays the last line
+    errors.exit_for(message)
