@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simclr.errors import UserError
+from simclr.knobs import knob
 
 _log = logging.getLogger(__name__)
 
@@ -35,19 +36,29 @@ PROTOCOLS = ("knn", "linear", "finetune")
 
 @dataclass
 class EvalOptions:
-    """Hyper-parameters of the protocols (the task's flags of the same names)."""
+    """Hyper-parameters of the protocols: the evaluate task's flags of the same names."""
 
-    batch_size: int = 256  # feature extraction
-    knn_k: int = 200
-    knn_temperature: float = 0.1
-    linear_c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0)
-    linear_augment_copies: int = 0  # extra crop+flip views of train for the probe
-    finetune_epochs: int = 30
-    finetune_batch_size: int = 64
-    finetune_learning_rate: float = 0.1  # the linear head
-    finetune_encoder_learning_rate: float = 0.01
-    finetune_augment: bool = True
-    seed: int = 0
+    batch_size: int = knob(256, "Batch size for feature extraction.", above=0)
+    knn_k: int = knob(200, "Neighbours for the kNN classifier.", above=0)
+    knn_temperature: float = knob(0.1, "kNN vote weight exp(sim / T).", above=0)
+    linear_c_grid: tuple[float, ...] = knob(
+        (0.001, 0.01, 0.1, 1.0),
+        "Inverse L2 strengths (scikit-learn C) tried on a held-out 20% of train.",
+        above=0,
+    )
+    linear_augment_copies: int = knob(
+        0, "Extra crop+flip views of train added to the linear probe's data.", at_least=0
+    )
+    finetune_epochs: int = knob(30, "Fine-tuning epochs over each label subset.", at_least=1)
+    finetune_batch_size: int = knob(64, "Fine-tuning batch size.", above=0)
+    finetune_learning_rate: float = knob(
+        0.1, "Learning rate of the linear head (Nesterov SGD, cosine decay).", above=0
+    )
+    finetune_encoder_learning_rate: float = knob(
+        0.01, "Learning rate of the encoder when fine-tuning.", at_least=0
+    )
+    finetune_augment: bool = knob(True, "Pad-4 random crop + horizontal flip while fine-tuning.")
+    seed: int = knob(0, "Seed of the random-init baseline, data splits and fine-tuning.")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from absl import app, flags
 
-from simclr import errors
+from simclr import errors, knobs
 from simclr.errors import UserError
 
 # Flags defined through define_dataclass_flags belong to its caller (e.g. simclr.tasks.augment,
@@ -30,7 +30,7 @@ _DEFINERS: dict[type, Callable[..., Any]] = {
 
 def define_dataclass_flags(
     config_cls: type,
-    help: Mapping[str, str],
+    help: Mapping[str, str] | None = None,
     *,
     enums: Mapping[str, Sequence[str]] | None = None,
     flag_values: flags.FlagValues = flags.FLAGS,
@@ -38,39 +38,71 @@ def define_dataclass_flags(
     """Defines one absl flag per field of the dataclass `config_cls`: same name and default.
 
     The flag's type follows the field's annotation (bool, int, float or str; `X | None`
-    counts as X), or it is an enum of `enums[name]`; its help text is `help[name]`. A field
-    without a default is required: its flag defaults to None and `dataclass_from_flags`
-    rejects it when unset. Names already in `flag_values` (another task in this process
-    defined them) are skipped.
+    counts as X; a `tuple[X, ...]` is a comma-separated list), or it is an enum of the
+    field's `knob` choices (or `enums[name]`); its help text is the knob's (or
+    `help[name]`). A field without a default is required: its flag defaults to None and
+    `dataclass_from_flags` rejects it when unset. Names already in `flag_values` (another
+    task in this process defined them) are skipped.
     """
-    enums = enums or {}
+    help, enums = help or {}, enums or {}
     hints = typing.get_type_hints(config_cls)
     for field in dataclasses.fields(config_cls):
         name = field.name
         if name in flag_values:
             continue
         default = None if _required(field) else _default(field)
-        if name in enums:
-            flags.DEFINE_enum(name, default, list(enums[name]), help[name], flag_values=flag_values)
+        text = help.get(name) or knobs.help_of(field)
+        choices = enums.get(name) or knobs.choices_of(field)
+        if choices:
+            flags.DEFINE_enum(name, default, list(choices), text, flag_values=flag_values)
             continue
         kind = _flag_type(hints[name])
+        if _item_type(kind) is not None:
+            shown = None if default is None else [str(v) for v in default]
+            flags.DEFINE_list(name, shown, text, flag_values=flag_values)
+            continue
         if kind not in _DEFINERS:
             raise TypeError(f"{config_cls.__name__}.{name}: no absl flag type for {hints[name]}")
-        _DEFINERS[kind](name, default, help[name], flag_values=flag_values)
+        _DEFINERS[kind](name, default, text, flag_values=flag_values)
 
 
 def dataclass_from_flags(config_cls: type[_T], flag_values: flags.FlagValues) -> _T:
     """The `config_cls` holding the values of the flags `define_dataclass_flags` defined.
 
     Raises UserError("--NAME is required") for the first field without a default whose
-    flag is unset or empty.
+    flag is unset or empty, and for a list item that is not of the field's item type.
     """
     fields = dataclasses.fields(config_cls)
+    hints = typing.get_type_hints(config_cls)
     for field in fields:
         # getattr (unlike .value) refuses to read flags that were never parsed.
         if _required(field) and not getattr(flag_values, field.name):
             raise UserError(f"--{field.name} is required")
-    return config_cls(**{field.name: flag_values[field.name].value for field in fields})
+    values = {}
+    for field in fields:
+        value = flag_values[field.name].value
+        item_type = _item_type(_flag_type(hints[field.name]))
+        values[field.name] = value if item_type is None else _items(value, item_type, field.name)
+    return config_cls(**values)
+
+
+def _item_type(annotation: Any) -> type | None:
+    """X for `tuple[X, ...]`, else None."""
+    if typing.get_origin(annotation) is tuple:
+        return typing.get_args(annotation)[0]
+    return None
+
+
+def _items(value: Sequence[str] | None, item_type: type, name: str) -> tuple | None:
+    if value is None:
+        return None
+    try:
+        return tuple(item_type(v.strip()) for v in value if v.strip())
+    except ValueError:
+        kind = {int: "integers", float: "numbers"}.get(item_type, "values")
+        raise UserError(
+            f"--{name} must be comma-separated {kind}, got {','.join(value)!r}"
+        ) from None
 
 
 def _required(field: dataclasses.Field) -> bool:

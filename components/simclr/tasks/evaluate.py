@@ -69,10 +69,11 @@ from typing import Any
 import numpy as np
 from absl import flags
 
-from simclr import data, storage
+from simclr import data, knobs, storage
 from simclr import evaluate as ev
 from simclr import report as rp
 from simclr.errors import UserError
+from simclr.knobs import knob
 from simclr.tasks._app import dataclass_from_flags, define_dataclass_flags, run_task
 
 _log = logging.getLogger(__name__)
@@ -90,74 +91,54 @@ EMBEDDINGS = ("tsne", "pca")
 _METHOD_NAMES = {"tsne": "t-SNE", "pca": "PCA"}
 
 
-@dataclass
-class EvaluateConfig:
-    data_dir: str
-    model_dir: str
-    output_dir: str
-    protocols: str = "knn,linear,finetune"
-    baseline: str = "random_init"
-    baseline_protocols: str = "knn,linear"
-    label_fractions: str = ""  # "" = every label subset in the manifest
-    max_train_examples: int | None = None
-    max_test_examples: int | None = None
-    tensorboard_dir: str | None = None
-    batch_size: int = 256
-    knn_k: int = 200
-    knn_temperature: float = 0.1
-    linear_c_grid: str = "0.001,0.01,0.1,1"
-    linear_augment_copies: int = 0
-    finetune_epochs: int = 30
-    finetune_batch_size: int = 64
-    finetune_learning_rate: float = 0.1
-    finetune_encoder_learning_rate: float = 0.01
-    finetune_augment: bool = True
-    embedding: str = "tsne"
-    embedding_max_points: int = 2000
-    label_free_max_images: int = 2000
-    gallery: bool = True
-    gallery_queries: int = 16
-    gallery_neighbours: int = 8
-    seed: int = 0
+@dataclass(kw_only=True)
+class EvaluateConfig(ev.EvalOptions):
+    """The task's flags: where to read and write, what to run, and (inherited) the
+    protocols' own hyper-parameters, `simclr.evaluate.EvalOptions`."""
 
-
-_HELP = {
-    "data_dir": "prepare_data output (local, gs:// or s3://).",
-    "model_dir": "pretrain's --output_dir, or the encoder/ directory inside it.",
-    "output_dir": "Where metrics.json, confusion_matrix.json/png, embedding.png, report.md, "
-    "gallery.html go.",
-    "protocols": "Comma-separated subset of knn,linear,finetune.",
-    "baseline": "random_init: also evaluate a randomly initialised encoder of the same "
-    "architecture; none: skip.",
-    "baseline_protocols": "Protocols the baseline runs (those also in --protocols).",
-    "label_fractions": "Label subsets to fine-tune on (default: all in the manifest).",
-    "max_train_examples": "Use a random N of the train examples (and of each label subset); "
-    "0: all.",
-    "max_test_examples": "Use a random N of the test examples; 0: all.",
-    "tensorboard_dir": "Also write the scalars here (run 'eval'; local, gs:// or s3://).",
-    "batch_size": "Batch size for feature extraction.",
-    "knn_k": "Neighbours for the kNN classifier.",
-    "knn_temperature": "kNN vote weight exp(sim / T).",
-    "linear_c_grid": "Inverse L2 strengths (scikit-learn C) tried on a held-out 20% of train.",
-    "linear_augment_copies": "Extra crop+flip views of train added to the linear probe's data.",
-    "finetune_epochs": "Fine-tuning epochs over each label subset.",
-    "finetune_batch_size": "Fine-tuning batch size.",
-    "finetune_learning_rate": "Learning rate of the linear head (Nesterov SGD, cosine decay).",
-    "finetune_encoder_learning_rate": "Learning rate of the encoder when fine-tuning.",
-    "finetune_augment": "Pad-4 random crop + horizontal flip while fine-tuning.",
-    "embedding": "2-D embedding plot method: tsne or pca.",
-    "embedding_max_points": "Test points in the embedding plot (random subsample).",
-    "label_free_max_images": "Test images (seeded sample) for the label-free figures.",
-    "gallery": "Write gallery.html (and the gallery images to TensorBoard).",
-    "gallery_queries": "Query images (test split) in the gallery.",
-    "gallery_neighbours": "Nearest train images shown per query.",
-    "seed": "Seed of the random-init baseline, data splits and fine-tuning.",
-}
+    data_dir: str = knob(help="prepare_data output (local, gs:// or s3://).")
+    model_dir: str = knob(help="pretrain's --output_dir, or the encoder/ directory inside it.")
+    output_dir: str = knob(
+        help="Where metrics.json, confusion_matrix.json/png, embedding.png, report.md, "
+        "gallery.html go."
+    )
+    protocols: str = knob("knn,linear,finetune", "Comma-separated subset of knn,linear,finetune.")
+    baseline: str = knob(
+        "random_init",
+        "random_init: also evaluate a randomly initialised encoder of the same "
+        "architecture; none: skip.",
+        choices=BASELINES,
+    )
+    baseline_protocols: str = knob(
+        "knn,linear", "Protocols the baseline runs (those also in --protocols)."
+    )
+    label_fractions: str = knob("", "Label subsets to fine-tune on (default: all in the manifest).")
+    max_train_examples: int | None = knob(
+        None,
+        "Use a random N of the train examples (and of each label subset); 0: all.",
+        at_least=0,
+    )
+    max_test_examples: int | None = knob(
+        None, "Use a random N of the test examples; 0: all.", at_least=0
+    )
+    tensorboard_dir: str | None = knob(
+        None, "Also write the scalars here (run 'eval'; local, gs:// or s3://)."
+    )
+    embedding: str = knob("tsne", "2-D embedding plot method: tsne or pca.", choices=EMBEDDINGS)
+    embedding_max_points: int = knob(
+        2000, "Test points in the embedding plot (random subsample).", above=0
+    )
+    label_free_max_images: int = knob(
+        2000, "Test images (seeded sample) for the label-free figures.", at_least=2
+    )
+    gallery: bool = knob(True, "Write gallery.html (and the gallery images to TensorBoard).")
+    gallery_queries: int = knob(16, "Query images (test split) in the gallery.", above=0)
+    gallery_neighbours: int = knob(8, "Nearest train images shown per query.", above=0)
 
 
 def define_flags() -> None:
     """Defines the flags (skipping names another task in this process already defined)."""
-    define_dataclass_flags(EvaluateConfig, _HELP)
+    define_dataclass_flags(EvaluateConfig)
 
 
 _REQUIRED = ("data_dir", "model_dir", "output_dir")
@@ -191,58 +172,7 @@ def _check(config: EvaluateConfig) -> None:
     for name in _REQUIRED:
         if not getattr(config, name):
             raise UserError(f"--{name} is required")
-    if config.baseline not in BASELINES:
-        raise UserError(
-            f"--baseline must be one of {', '.join(BASELINES)}, got {config.baseline!r}"
-        )
-    if config.embedding not in EMBEDDINGS:
-        raise UserError(
-            f"--embedding must be one of {', '.join(EMBEDDINGS)}, got {config.embedding!r}"
-        )
-    for name in ("max_train_examples", "max_test_examples"):
-        value = getattr(config, name)
-        if value is not None and int(value) < 0:
-            raise UserError(f"--{name} must be >= 0 (0: all), got {value}")
-    positive = (
-        "batch_size",
-        "knn_k",
-        "knn_temperature",
-        "finetune_batch_size",
-        "finetune_learning_rate",
-        "embedding_max_points",
-        "gallery_queries",
-        "gallery_neighbours",
-    )
-    for name in positive:
-        if not float(getattr(config, name)) > 0:
-            raise UserError(f"--{name} must be > 0, got {getattr(config, name)}")
-    if int(config.label_free_max_images) < 2:
-        raise UserError(f"--label_free_max_images must be >= 2, got {config.label_free_max_images}")
-    if int(config.finetune_epochs) < 1:
-        raise UserError(f"--finetune_epochs must be >= 1, got {config.finetune_epochs}")
-    if int(config.linear_augment_copies) < 0:
-        raise UserError(f"--linear_augment_copies must be >= 0, got {config.linear_augment_copies}")
-    if config.finetune_encoder_learning_rate < 0:
-        raise UserError("--finetune_encoder_learning_rate must be >= 0")
-    grid = _floats(config.linear_c_grid, "linear_c_grid")
-    if not grid or min(grid) <= 0:
-        raise UserError(f"--linear_c_grid needs positive numbers, got {config.linear_c_grid!r}")
-
-
-def _options(config: EvaluateConfig) -> ev.EvalOptions:
-    return ev.EvalOptions(
-        batch_size=int(config.batch_size),
-        knn_k=int(config.knn_k),
-        knn_temperature=float(config.knn_temperature),
-        linear_c_grid=tuple(_floats(config.linear_c_grid, "linear_c_grid")),
-        linear_augment_copies=int(config.linear_augment_copies),
-        finetune_epochs=int(config.finetune_epochs),
-        finetune_batch_size=int(config.finetune_batch_size),
-        finetune_learning_rate=float(config.finetune_learning_rate),
-        finetune_encoder_learning_rate=float(config.finetune_encoder_learning_rate),
-        finetune_augment=bool(config.finetune_augment),
-        seed=int(config.seed),
-    )
+    knobs.check(config)
 
 
 def _subset_keys(config: EvaluateConfig, manifest: dict[str, Any]) -> list[str]:
@@ -504,7 +434,7 @@ def _evaluate_one(
     clean features shared with kNN/linear); train features too when the gallery needs them."""
     from simclr.quality import label_free_quality
 
-    options = _options(config)
+    options = config  # an EvalOptions: the protocols read their own fields
     result = ev.EncoderResult({}, {}, None)
     if protocols:
         result = ev.evaluate_encoder(
@@ -539,7 +469,7 @@ def _run_info(
         "data_dir": config.data_dir,
         "settings": {
             **{
-                k: v
+                k: list(v) if isinstance(v, tuple) else v  # as metrics.json will hold it
                 for k, v in asdict(config).items()
                 if k not in ("data_dir", "model_dir", "output_dir")
             },

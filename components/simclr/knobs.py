@@ -1,0 +1,79 @@
+"""A config field that carries its own default, help text and rule.
+
+`knob(...)` is a `dataclasses.field` whose metadata holds the help and the range or choice
+rule, so one line declares what the task's flag, its validation and the pipeline's
+forwarding all derive from (`simclr.tasks._app` builds the flags; `check` validates):
+
+    knn_k: int = knob(200, "Neighbours for the kNN classifier.", above=0)
+
+TensorFlow-free: configs are built and checked before any TensorFlow module is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from simclr.errors import UserError
+
+HELP, ABOVE, AT_LEAST, CHOICES = "help", "above", "at_least", "choices"
+
+
+def knob(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    choices: Sequence[str] | None = None,
+) -> Any:
+    """A dataclass field with `default` and its flag's `help`. `above` (> bound) and
+    `at_least` (>= bound) bound a number, or every item of a tuple; `choices` lists the
+    allowed values of a string. None (an optional field left unset) is always allowed."""
+    metadata: dict[str, Any] = {HELP: help}
+    if above is not None:
+        metadata[ABOVE] = above
+    if at_least is not None:
+        metadata[AT_LEAST] = at_least
+    if choices is not None:
+        metadata[CHOICES] = tuple(choices)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def help_of(field: dataclasses.Field) -> str:
+    return field.metadata.get(HELP, "")
+
+
+def choices_of(field: dataclasses.Field) -> tuple[str, ...] | None:
+    return field.metadata.get(CHOICES)
+
+
+def check(config: Any) -> None:
+    """Raises UserError naming the flag for the first field of `config` whose value
+    breaks its knob's rule."""
+    for field in dataclasses.fields(config):
+        problem = _problem(field, getattr(config, field.name))
+        if problem:
+            raise UserError(f"--{field.name} {problem}")
+
+
+def _problem(field: dataclasses.Field, value: Any) -> str | None:
+    rules = field.metadata
+    if value is None:
+        return None
+    if CHOICES in rules and value not in rules[CHOICES]:
+        return f"must be one of {', '.join(rules[CHOICES])}, got {value!r}"
+    items = value if isinstance(value, tuple) else (value,)
+    if isinstance(value, tuple) and not value and (ABOVE in rules or AT_LEAST in rules):
+        return "needs at least one value"
+    for item in items:
+        if ABOVE in rules and not item > rules[ABOVE]:
+            return f"must be > {rules[ABOVE]:g}, got {_shown(value)}"
+        if AT_LEAST in rules and not item >= rules[AT_LEAST]:
+            return f"must be >= {rules[AT_LEAST]:g}, got {_shown(value)}"
+    return None
+
+
+def _shown(value: Any) -> str:
+    return ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
