@@ -96,3 +96,20 @@ def test_the_evaluate_task_refuses_a_bad_knob_before_reading_anything(tmp_path, 
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == f"error: {needle}"
     assert not (tmp_path / "output_dir").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "needle"),
+    [
+        ("--momentum=1", "--momentum must be < 1, got 1"),
+        ("--seed=2147483648", "--seed must be < 2147483648, got 2147483648"),
+        ("--width_multiplier=inf", "--width_multiplier must be > 0, got inf"),
+        ("--warmup_epochs=-1", "--warmup_epochs must be >= 0, got -1"),
+    ],
+)
+def test_the_pretrain_task_refuses_a_bad_knob_before_reading_anything(tmp_path, flag, needle):
+    paths = [f"--{name}={tmp_path}/{name}" for name in ("data_dir", "output_dir")]
+    command = [sys.executable, "-m", "simclr.tasks.pretrain", *paths, flag]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == f"error: {needle}"
+    assert not (tmp_path / "output_dir").exists()

@@ -12,12 +12,14 @@ TensorFlow-free: configs are built and checked before any TensorFlow module is i
 from __future__ import annotations
 
 import dataclasses
+import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
 from simclr.errors import UserError
 
-HELP, ABOVE, AT_LEAST, CHOICES = "help", "above", "at_least", "choices"
+HELP, ABOVE, AT_LEAST, BELOW, CHOICES = "help", "above", "at_least", "below", "choices"
 
 
 def knob(
@@ -26,16 +28,20 @@ def knob(
     *,
     above: float | None = None,
     at_least: float | None = None,
+    below: float | None = None,
     choices: Sequence[str] | None = None,
 ) -> Any:
-    """A dataclass field with `default` and its flag's `help`. `above` (> bound) and
-    `at_least` (>= bound) bound a number, or every item of a tuple; `choices` lists the
-    allowed values of a string. None (an optional field left unset) is always allowed."""
+    """A dataclass field with `default` and its flag's `help`. `above` (> bound),
+    `at_least` (>= bound) and `below` (< bound) bound a number, or every item of a tuple,
+    which must then also be finite; `choices` lists the allowed values of a string. None
+    (an optional field left unset) is always allowed."""
     metadata: dict[str, Any] = {HELP: help}
     if above is not None:
         metadata[ABOVE] = above
     if at_least is not None:
         metadata[AT_LEAST] = at_least
+    if below is not None:
+        metadata[BELOW] = below
     if choices is not None:
         metadata[CHOICES] = tuple(choices)
     return dataclasses.field(default=default, metadata=metadata)
@@ -64,16 +70,26 @@ def _problem(field: dataclasses.Field, value: Any) -> str | None:
         return None
     if CHOICES in rules and value not in rules[CHOICES]:
         return f"must be one of {', '.join(rules[CHOICES])}, got {value!r}"
+    bounds = [(rule, rules[rule]) for rule in (ABOVE, AT_LEAST, BELOW) if rule in rules]
+    if not bounds:
+        return None
     items = value if isinstance(value, tuple) else (value,)
-    if isinstance(value, tuple) and not value and (ABOVE in rules or AT_LEAST in rules):
+    if not items:
         return "needs at least one value"
     for item in items:
-        if ABOVE in rules and not item > rules[ABOVE]:
-            return f"must be > {rules[ABOVE]:g}, got {_shown(value)}"
-        if AT_LEAST in rules and not item >= rules[AT_LEAST]:
-            return f"must be >= {rules[AT_LEAST]:g}, got {_shown(value)}"
+        for rule, bound in bounds:
+            if not (math.isfinite(item) and _OPS[rule](item, bound)):
+                return f"must be {_SIGNS[rule]} {_number(bound)}, got {_shown(value)}"
     return None
 
 
+_OPS = {ABOVE: operator.gt, AT_LEAST: operator.ge, BELOW: operator.lt}
+_SIGNS = {ABOVE: ">", AT_LEAST: ">=", BELOW: "<"}
+
+
 def _shown(value: Any) -> str:
-    return ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
+    return ",".join(map(_number, value)) if isinstance(value, tuple) else _number(value)
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"

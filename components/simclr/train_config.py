@@ -11,8 +11,9 @@ import fractions
 import math
 from typing import Any
 
-from simclr import storage
+from simclr import knobs, storage
 from simclr.errors import UserError
+from simclr.knobs import knob
 
 ENCODERS = ("resnet18", "resnet34", "resnet50")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
@@ -29,45 +30,93 @@ PREEMPTED_EXIT_CODE = 143
 class PretrainConfig:
     """Every flag of `python -m simclr.tasks.pretrain` (same names); SimCLR CIFAR-10 defaults."""
 
-    data_dir: str = ""
-    output_dir: str = ""
-    policy: str = ""  # augment's policy.json; "" = AugmentPolicy() defaults
-    tensorboard_dir: str = ""  # "" = OUTPUT_DIR/tensorboard
-    checkpoint_dir: str = ""  # "" = OUTPUT_DIR/checkpoints
-    encoder: str = "resnet50"
-    width_multiplier: float = 1.0
-    stem: str = "auto"  # auto: CIFAR stem for image_size <= 32, else ImageNet (tf2/model.py)
-    epochs: int = 1000
-    batch_size: int = 1024  # global batch
-    learning_rate: float = 1.0  # before --lr_scaling
-    lr_scaling: str = "linear"  # linear: lr*B/256, sqrt: lr*sqrt(B), none
-    warmup_epochs: float = 10.0
-    weight_decay: float = 1e-6
-    momentum: float = 0.9
-    temperature: float = 0.5
-    projection_dim: int = 128
-    projection_layers: int = 2
-    strategy: str = "auto"
-    precision: str = "auto"  # auto: bfloat16 on TPU/GPU (float16 before Ampere), float32 on CPU
-    jit_compile: str = "auto"  # auto: on for GPU/TPU, off on CPU
-    max_train_examples: int = 0  # 0 = the whole train split
-    checkpoint_every_steps: int = 500
-    # Also checkpoint when this much time has passed since the last one: what a preempted
-    # pod that gets no SIGTERM grace (KFP's launcher) loses at most.
-    checkpoint_every_seconds: float = 600.0
-    keep_checkpoints: int = 3
-    # An index naming missing files is an error; true: resume from the newest complete one.
-    checkpoint_fallback: bool = False
-    # Resuming with other --epochs is refused unless this says the schedule is meant to change.
-    extend_schedule: bool = False
-    monitor_every_epochs: int = 10  # kNN monitor; 0 = off
-    monitor_queries: int = 1000  # test images used as kNN queries
-    log_every_steps: int = 50
-    tensorboard_sync_seconds: float = 15.0
-    cache_dir: str = ""  # local cache for gs:// data and checkpoints; "" = default
-    num_cpu_devices: int = 0  # >1 splits the CPU into logical devices (tests, debugging)
-    require_gpu: bool = False  # stop (exit 2) unless TensorFlow sees a GPU: no CPU fallback
-    seed: int = 0
+    data_dir: str = knob("", "prepare_data output (local, gs:// or s3://)")
+    output_dir: str = knob(
+        "", "where encoder/, config.json and metrics.json go (local, gs:// or s3://)"
+    )
+    policy: str = knob(
+        "", "augmentation policy.json from the augment task; empty: SimCLR CIFAR-10 defaults"
+    )
+    tensorboard_dir: str = knob(
+        "",
+        "TensorBoard log URI, mirrored while training; empty: $AIP_TENSORBOARD_LOG_DIR if "
+        "set, else OUTPUT_DIR/tensorboard",
+    )
+    checkpoint_dir: str = knob("", "checkpoint URI; empty: OUTPUT_DIR/checkpoints")
+    encoder: str = knob("resnet50", "resnet18, resnet34 or resnet50", choices=ENCODERS)
+    width_multiplier: float = knob(1.0, "channel width multiplier of the encoder", above=0)
+    stem: str = knob(
+        "auto",
+        "encoder stem: auto (CIFAR 3x3 stem for image_size <= 32, else the ImageNet 7x7 "
+        "stride-2 conv + 3x3 stride-2 max-pool, as google-research/simclr tf2/model.py), "
+        "cifar or imagenet; recorded in OUTPUT_DIR/encoder/config.json",
+        choices=STEMS,
+    )
+    epochs: int = knob(1000, "training epochs", above=0)
+    batch_size: int = knob(1024, "global batch size (split over replicas)", above=0)
+    learning_rate: float = knob(1.0, "base learning rate, before --lr_scaling", above=0)
+    lr_scaling: str = knob(
+        "linear", "linear (lr*B/256), sqrt (lr*sqrt(B)) or none", choices=LR_SCALINGS
+    )
+    warmup_epochs: float = knob(10.0, "linear warmup epochs before the cosine decay", at_least=0)
+    weight_decay: float = knob(1e-6, "LARS weight decay", at_least=0)
+    momentum: float = knob(0.9, "LARS momentum", at_least=0, below=1)
+    temperature: float = knob(0.5, "NT-Xent temperature", above=0)
+    projection_dim: int = knob(128, "output size of the projection head", above=0)
+    projection_layers: int = knob(2, "layers of the projection head (2: SimCLR v1, 3: v2)", above=0)
+    strategy: str = knob(
+        "auto", "auto, default, one_device, mirrored, multi_worker or tpu", choices=STRATEGIES
+    )
+    precision: str = knob(
+        "auto",
+        "auto (bfloat16 on TPU and Ampere+ GPUs, float16 with loss scaling on older GPUs, "
+        "float32 on CPU), float32, bfloat16 or float16",
+        choices=PRECISIONS,
+    )
+    jit_compile: str = knob(
+        "auto",
+        "XLA-compile the train step: auto (on for GPU/TPU), true or false",
+        choices=JIT_CHOICES,
+    )
+    max_train_examples: int = knob(0, "use only the first N training images; 0: all", at_least=0)
+    checkpoint_every_steps: int = knob(
+        500, "write a checkpoint every N steps (and at the end)", above=0
+    )
+    # What a preempted pod that gets no SIGTERM grace (KFP's launcher) loses at most.
+    checkpoint_every_seconds: float = knob(
+        600.0, "also write one when S seconds passed since the last", above=0
+    )
+    keep_checkpoints: int = knob(3, "how many checkpoints to keep", above=0)
+    checkpoint_fallback: bool = knob(
+        False,
+        "if the newest checkpoint is incomplete, corrupt or non-finite, resume from the "
+        "newest intact one (default: stop with an error naming it)",
+    )
+    extend_schedule: bool = knob(
+        False,
+        "allow resuming a checkpointed run with a different --epochs (the learning-rate "
+        "schedule changes from that step on)",
+    )
+    monitor_every_epochs: int = knob(
+        10, "kNN monitor every N epochs (and at the end); 0: off", at_least=0
+    )
+    monitor_queries: int = knob(1000, "test images used as kNN monitor queries", above=0)
+    log_every_steps: int = knob(
+        50, "console progress line and TensorBoard scalars every N steps", above=0
+    )
+    tensorboard_sync_seconds: float = knob(
+        15.0, "seconds between uploads of the TensorBoard logs", above=0
+    )
+    cache_dir: str = knob(
+        "", "local cache for gs:// / s3:// data and checkpoints; empty: ~/.cache/simclr-kfp"
+    )
+    num_cpu_devices: int = knob(
+        0, "split the CPU into N logical devices (testing distribution); 0: off", at_least=0
+    )
+    require_gpu: bool = knob(False, "stop with exit 2 before any work unless TensorFlow sees a GPU")
+    seed: int = knob(
+        0, "seed of shuffling, augmentation and initialisation", at_least=0, below=2**31
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -121,44 +170,12 @@ def _check(ok: bool, message: str) -> None:
         raise UserError(message)
 
 
-def _choice(config: PretrainConfig, name: str, choices: tuple[str, ...]) -> None:
-    value = getattr(config, name)
-    _check(value in choices, f"--{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
 def validate_flags(config: PretrainConfig) -> None:
     """Checks every flag that needs no data; raises UserError naming the first bad one."""
     c = config
     _check(bool(c.data_dir), "--data_dir is required")
     _check(bool(c.output_dir), "--output_dir is required")
-    _choice(c, "encoder", ENCODERS)
-    _choice(c, "strategy", STRATEGIES)
-    _choice(c, "precision", PRECISIONS)
-    _choice(c, "jit_compile", JIT_CHOICES)
-    _choice(c, "lr_scaling", LR_SCALINGS)
-    _choice(c, "stem", STEMS)
-    positive = {
-        "width_multiplier": c.width_multiplier, "epochs": c.epochs, "batch_size": c.batch_size,
-        "learning_rate": c.learning_rate, "temperature": c.temperature,
-        "projection_dim": c.projection_dim, "projection_layers": c.projection_layers,
-        "checkpoint_every_steps": c.checkpoint_every_steps,
-        "checkpoint_every_seconds": c.checkpoint_every_seconds,
-        "keep_checkpoints": c.keep_checkpoints, "log_every_steps": c.log_every_steps,
-        "monitor_queries": c.monitor_queries,
-        "tensorboard_sync_seconds": c.tensorboard_sync_seconds,
-    }  # fmt: skip
-    for name, value in positive.items():
-        _check(math.isfinite(value) and value > 0, f"--{name} must be > 0, got {value}")
-    non_negative = {
-        "warmup_epochs": c.warmup_epochs, "weight_decay": c.weight_decay,
-        "max_train_examples": c.max_train_examples,
-        "monitor_every_epochs": c.monitor_every_epochs, "num_cpu_devices": c.num_cpu_devices,
-        "seed": c.seed,
-    }  # fmt: skip
-    for name, value in non_negative.items():
-        _check(math.isfinite(value) and value >= 0, f"--{name} must be >= 0, got {value}")
-    _check(0 <= c.momentum < 1, f"--momentum must be in [0, 1), got {c.momentum}")
-    _check(c.seed < 2**31, f"--seed must be < 2**31, got {c.seed}")
+    knobs.check(c)
     if c.policy:
         _check(storage.exists(c.policy), f"--policy file not found: {c.policy}")
     if c.cache_dir:
