@@ -113,3 +113,33 @@ def test_the_pretrain_task_refuses_a_bad_knob_before_reading_anything(tmp_path, 
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == f"error: {needle}"
     assert not (tmp_path / "output_dir").exists()
+
+
+def test_every_policy_field_is_an_augment_flag_that_overrides_it():
+    """The augment task's policy flags are derived from AugmentPolicy, so a new policy
+    field is a flag at once, with the policy's help; each one reaches the policy."""
+    from simclr.augment import AugmentPolicy
+    from simclr.tasks import augment as task
+
+    values = flags.FlagValues()
+    _app.define_dataclass_flags(task.AugmentConfig, flag_values=values)
+    for field in dataclasses.fields(AugmentPolicy):
+        assert values[field.name].help.startswith(knobs.help_of(field)), field.name
+        if isinstance(field.default, bool):
+            wanted = not field.default
+        elif isinstance(field.default, str):
+            wanted = "v2"
+        else:  # nudged inwards, so min <= max still holds
+            wanted = field.default * (1.01 if field.name.endswith("_min") else 0.99)
+        config = task.AugmentConfig(data_dir="", output_dir="out", **{field.name: wanted})
+        policy = task.build_policy(config)
+        assert getattr(policy, field.name) == wanted, field.name
+        assert policy == dataclasses.replace(AugmentPolicy(), **{field.name: wanted})
+
+
+def test_augment_refuses_a_bad_setting_in_one_line(tmp_path):
+    paths = [f"--{name}={tmp_path}/{name}" for name in ("data_dir", "output_dir")]
+    command = [sys.executable, "-m", "simclr.tasks.augment", *paths, "--views_per_image=0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == "error: --views_per_image must be >= 1, got 0"

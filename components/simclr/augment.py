@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from simclr.errors import UserError
+from simclr.knobs import knob
 
 
 class _LazyTensorFlow:
@@ -91,24 +92,28 @@ class PolicyError(UserError):
 class AugmentPolicy:
     """An augmentation policy; the defaults are SimCLR's CIFAR-10 policy."""
 
-    crop_area_min: float = 0.08
-    crop_area_max: float = 1.0
-    crop_aspect_min: float = 3.0 / 4.0
-    crop_aspect_max: float = 4.0 / 3.0
-    flip_prob: float = 0.5
-    # Strength s: brightness, contrast, saturation 0.8*s, hue 0.2*s.
-    color_jitter_strength: float = 0.5
-    color_jitter_prob: float = 0.8
-    color_jitter_random_order: bool = True
-    # "v1": additive brightness (the code behind the paper's CIFAR-10 94.0%); "v2":
-    # multiplicative (google-research/simclr tf2). Contrast, saturation, hue: tf.image's.
-    color_jitter_version: str = "v1"
-    grayscale_prob: float = 0.2
-    blur: bool = False
-    blur_prob: float = 0.5
-    blur_sigma_min: float = 0.1
-    blur_sigma_max: float = 2.0
-    blur_kernel_fraction: float = 0.1
+    crop_area_min: float = knob(0.08, "Random resized crop: smallest area fraction.")
+    crop_area_max: float = knob(1.0, "Random resized crop: largest area fraction.")
+    crop_aspect_min: float = knob(3.0 / 4.0, "Random resized crop: smallest aspect ratio w/h.")
+    crop_aspect_max: float = knob(4.0 / 3.0, "Random resized crop: largest aspect ratio w/h.")
+    flip_prob: float = knob(0.5, "Horizontal flip probability.")
+    color_jitter_strength: float = knob(
+        0.5, "Colour jitter strength s: brightness, contrast, saturation 0.8s, hue 0.2s."
+    )
+    color_jitter_prob: float = knob(0.8, "Colour jitter probability.")
+    color_jitter_random_order: bool = knob(True, "Apply the four jitter ops in a random order.")
+    # Contrast, saturation, hue: tf.image's.
+    color_jitter_version: str = knob(
+        "v1",
+        "v1: additive brightness, as the code behind SimCLR's CIFAR-10 94.0%; v2: "
+        "multiplicative brightness, as SimCLR v2's code (google-research/simclr tf2).",
+    )
+    grayscale_prob: float = knob(0.2, "Grayscale probability.")
+    blur: bool = knob(False, "Gaussian blur on/off (off, as SimCLR on CIFAR-10).")
+    blur_prob: float = knob(0.5, "Gaussian blur probability when --blur.")
+    blur_sigma_min: float = knob(0.1, "Gaussian blur: smallest sigma in pixels.")
+    blur_sigma_max: float = knob(2.0, "Gaussian blur: largest sigma in pixels.")
+    blur_kernel_fraction: float = knob(0.1, "Gaussian blur kernel size as a fraction of the side.")
 
     @property
     def brightness(self) -> float:

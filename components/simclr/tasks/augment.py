@@ -17,14 +17,18 @@ gs://, atomically, metrics.json last):
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass
+import typing
 from typing import Any
 
 import numpy as np
 from absl import flags
 
+from simclr import knobs
+from simclr.augment import AugmentPolicy
 from simclr.errors import UserError
+from simclr.knobs import knob
 from simclr.tasks._app import dataclass_from_flags, define_dataclass_flags, run_task
 
 POLICY_FILE = "policy.json"
@@ -34,71 +38,75 @@ PREVIEW_SCALE = 3
 GUTTER = 4
 
 
-@dataclass
-class AugmentConfig:
-    data_dir: str
-    output_dir: str
-    policy: str | None = None
-    # Policy fields (simclr.augment.AugmentPolicy); None keeps the --policy file's value
-    # or the SimCLR CIFAR-10 default.
-    crop_area_min: float | None = None
-    crop_area_max: float | None = None
-    crop_aspect_min: float | None = None
-    crop_aspect_max: float | None = None
-    flip_prob: float | None = None
-    color_jitter_strength: float | None = None
-    color_jitter_prob: float | None = None
-    color_jitter_random_order: bool | None = None
-    color_jitter_version: str | None = None
-    grayscale_prob: float | None = None
-    blur: bool | None = None
-    blur_prob: float | None = None
-    blur_sigma_min: float | None = None
-    blur_sigma_max: float | None = None
-    blur_kernel_fraction: float | None = None
-    num_preview_images: int = 8
-    views_per_image: int = 6
-    benchmark_batch_size: int = 256
-    benchmark_seconds: float = 3.0
-    seed: int = 0
+def _policy_overrides() -> list[tuple[str, Any, Any]]:
+    """One optional field per `AugmentPolicy` field, with its help: None keeps the
+    --policy file's value (or the preset's), so the flags cannot drift from the policy."""
+    hints = typing.get_type_hints(AugmentPolicy)
+    return [
+        (field.name, hints[field.name] | None, knob(None, _with_default(field)))
+        for field in dataclasses.fields(AugmentPolicy)
+    ]
 
 
-_POLICY_HELP = {
-    "crop_area_min": "Random resized crop: smallest area fraction (default 0.08).",
-    "crop_area_max": "Random resized crop: largest area fraction (default 1.0).",
-    "crop_aspect_min": "Random resized crop: smallest aspect ratio w/h (default 3/4).",
-    "crop_aspect_max": "Random resized crop: largest aspect ratio w/h (default 4/3).",
-    "flip_prob": "Horizontal flip probability (default 0.5).",
-    "color_jitter_strength": "Colour jitter strength s: brightness, contrast, saturation "
-    "0.8s, hue 0.2s (default 0.5).",
-    "color_jitter_prob": "Colour jitter probability (default 0.8).",
-    "color_jitter_random_order": "Apply the four jitter ops in a random order (default true).",
-    "color_jitter_version": "v1: additive brightness, as the code behind SimCLR's CIFAR-10 "
-    "result (default); v2: multiplicative brightness, as SimCLR v2's code.",
-    "grayscale_prob": "Grayscale probability (default 0.2).",
-    "blur": "Gaussian blur on/off (default off, as SimCLR on CIFAR-10).",
-    "blur_prob": "Gaussian blur probability when --blur (default 0.5).",
-    "blur_sigma_min": "Gaussian blur: smallest sigma in pixels (default 0.1).",
-    "blur_sigma_max": "Gaussian blur: largest sigma in pixels (default 2.0).",
-    "blur_kernel_fraction": "Gaussian blur kernel size as a fraction of the side (default 0.1).",
-}
-_HELP = {
-    "data_dir": "prepare_data output (local, gs:// or s3://).",
-    "output_dir": "Where policy.json, preview.png and metrics.json go (local, gs:// or s3://).",
-    "policy": "Start from this policy.json (local, gs:// or s3://) instead of the defaults.",
-    **_POLICY_HELP,
-    "num_preview_images": "Rows in preview.png (train images, in file order).",
-    "views_per_image": "Augmented views per row of preview.png.",
-    "benchmark_batch_size": "Batch size of the speed measurement.",
-    "benchmark_seconds": "Seconds each speed measurement runs after warm-up.",
-    "seed": "Seed of the preview's views.",
-}
+def _with_default(field: dataclasses.Field) -> str:
+    value = field.default
+    if isinstance(value, bool):
+        value = str(value).lower()
+    elif isinstance(value, float):
+        value = f"{value:g}"
+    return f"{knobs.help_of(field)} (CIFAR-10 preset: {value})"
+
+
+POLICY_FLAGS = tuple(field.name for field in dataclasses.fields(AugmentPolicy))
+
+AugmentConfig = dataclasses.make_dataclass(
+    "AugmentConfig",
+    [
+        ("data_dir", str, knob(help="prepare_data output (local, gs:// or s3://).")),
+        (
+            "output_dir",
+            str,
+            knob(
+                help="Where policy.json, preview.png and metrics.json go (local, gs:// or s3://)."
+            ),
+        ),
+        (
+            "policy",
+            str | None,
+            knob(
+                None, "Start from this policy.json (local, gs:// or s3://) instead of the defaults."
+            ),
+        ),
+        *_policy_overrides(),
+        (
+            "num_preview_images",
+            int,
+            knob(8, "Rows in preview.png (train images, in file order).", at_least=1),
+        ),
+        ("views_per_image", int, knob(6, "Augmented views per row of preview.png.", at_least=1)),
+        (
+            "benchmark_batch_size",
+            int,
+            knob(256, "Batch size of the speed measurement.", at_least=1),
+        ),
+        (
+            "benchmark_seconds",
+            float,
+            knob(3.0, "Seconds each speed measurement runs after warm-up.", at_least=0),
+        ),
+        ("seed", int, knob(0, "Seed of the preview's views.")),
+    ],
+    kw_only=True,
+)
+AugmentConfig.__module__ = __name__  # pickling and repr name this module
+AugmentConfig.__doc__ = """The augment task's flags: paths, one override per policy field, preview
+and benchmark settings."""
 _REQUIRED = ("data_dir", "output_dir")
 
 
 def define_flags() -> None:
     """Defines the flags (skipping names another task in this process already defined)."""
-    define_dataclass_flags(AugmentConfig, _HELP)
+    define_dataclass_flags(AugmentConfig)
 
 
 def config_from_flags(values: flags.FlagValues) -> AugmentConfig:
@@ -107,12 +115,12 @@ def config_from_flags(values: flags.FlagValues) -> AugmentConfig:
 
 def build_policy(config: AugmentConfig):
     """The policy: --policy file (or defaults) with the policy flags given applied."""
-    from simclr.augment import AugmentPolicy, PolicyError, default_policy, load_policy
+    from simclr.augment import PolicyError, default_policy, load_policy
 
     # No --policy: the preset for the data's image size (CIFAR-10 <= 32 px, else ImageNet).
     base = load_policy(config.policy) if config.policy else default_policy(_image_size(config))
     overrides = {
-        name: getattr(config, name) for name in _POLICY_HELP if getattr(config, name) is not None
+        name: getattr(config, name) for name in POLICY_FLAGS if getattr(config, name) is not None
     }
     try:
         return AugmentPolicy.from_dict({**base.to_dict(), **overrides})
@@ -133,11 +141,7 @@ def _check(config: AugmentConfig) -> None:
     for name in _REQUIRED:
         if not getattr(config, name):
             raise UserError(f"--{name} is required")
-    for name in ("num_preview_images", "views_per_image", "benchmark_batch_size"):
-        if int(getattr(config, name)) < 1:
-            raise UserError(f"--{name} must be >= 1, got {getattr(config, name)}")
-    if not float(config.benchmark_seconds) >= 0:
-        raise UserError(f"--benchmark_seconds must be >= 0, got {config.benchmark_seconds}")
+    knobs.check(config)
 
 
 def render_preview(originals: np.ndarray, views: np.ndarray) -> Any:

@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 from absl import flags
 
-from simclr import data, storage
+from simclr import data, knobs, storage
 from simclr import embeddings as emb
 from simclr.errors import UserError
+from simclr.knobs import knob
 from simclr.tasks._app import dataclass_from_flags, define_dataclass_flags, run_task
 
 _log = logging.getLogger(__name__)
@@ -42,30 +43,25 @@ _log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EmbedConfig:
-    model_dir: str
-    data_dir: str
-    output_dir: str
-    splits: str = ""  # "" = every split in the manifest (not the label subsets)
-    batch_size: int = 256
-    rows_per_shard: int = 0  # 0 = about 128 MiB of embeddings a shard
-    progress_every_s: float = 10.0
-
-
-_HELP = {
-    "model_dir": "pretrain's --output_dir, or the encoder/ directory inside it.",
-    "data_dir": "prepare_data output, or an image folder, prefix or CSV/JSONL list (local/gs/s3).",
-    "output_dir": "Where the Parquet shards and metrics.json go (local, gs:// or s3://).",
-    "splits": "Comma-separated splits to embed (default: all splits of the manifest).",
-    "batch_size": "Images per encoder call.",
-    "rows_per_shard": "Rows per Parquet file; 0: about 128 MiB of embeddings each.",
-    "progress_every_s": "Seconds between progress lines.",
-}
+    model_dir: str = knob(help="pretrain's --output_dir, or the encoder/ directory inside it.")
+    data_dir: str = knob(
+        help="prepare_data output, or an image folder, prefix or CSV/JSONL list (local/gs/s3)."
+    )
+    output_dir: str = knob(
+        help="Where the Parquet shards and metrics.json go (local, gs:// or s3://)."
+    )
+    splits: str = knob("", "Comma-separated splits to embed (default: all splits of the manifest).")
+    batch_size: int = knob(256, "Images per encoder call.", at_least=1)
+    rows_per_shard: int = knob(
+        0, "Rows per Parquet file; 0: about 128 MiB of embeddings each.", at_least=0
+    )
+    progress_every_s: float = knob(10.0, "Seconds between progress lines.", above=0)
 
 
 def define_flags() -> None:
-    define_dataclass_flags(EmbedConfig, _HELP)
+    define_dataclass_flags(EmbedConfig)
 
 
 def config_from_flags(values: flags.FlagValues) -> EmbedConfig:
@@ -171,8 +167,7 @@ def run(config: EmbedConfig) -> dict[str, Any]:
     for name in ("model_dir", "data_dir", "output_dir"):
         if not getattr(config, name):
             raise UserError(f"--{name} is required")
-    if int(config.batch_size) < 1 or int(config.rows_per_shard) < 0:
-        raise UserError("--batch_size must be >= 1 and --rows_per_shard >= 0")
+    knobs.check(config)
     storage.check_writable(config.output_dir, "--output_dir")  # before any work
     from simclr.model import load_encoder
 
