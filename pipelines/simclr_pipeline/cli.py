@@ -11,17 +11,19 @@ time by `simclr_pipeline.platforms`) are printed as one line (`error: ...`), exi
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import re
 import sys
 import time
+import typing
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from simclr import errors
+from simclr import errors, knobs
 from simclr.errors import UserError
 
 from simclr_pipeline import params as params_lib
@@ -39,36 +41,28 @@ class CliError(UserError):
 
 
 def _add_build_flags(parser: argparse.ArgumentParser) -> None:
-    from simclr_pipeline.pipeline import PipelineOptions
+    """One flag per PipelineOptions field, from its knob (default, help, choices), plus
+    the flags of the structured ones (images, node selectors, tolerations)."""
+    from simclr_pipeline.pipeline import STRUCTURED_OPTIONS, PipelineOptions
 
-    d = PipelineOptions()  # the one source of the compile-time defaults
     group = parser.add_argument_group("images and platform (compile-time)")
-    group.add_argument(
-        "--platform",
-        default=d.platform,
-        choices=platforms.PLATFORMS,
-        help="the platform the YAML is for; its rules are checked now",
-    )
     group.add_argument(
         "--image_repo", default=DEFAULT_IMAGE_REPO, help="images are REPO/cpu:TAG and REPO/gpu:TAG"
     )
     group.add_argument("--image_tag", default=DEFAULT_IMAGE_TAG)
     group.add_argument("--cpu_image", help="full CPU image name (overrides repo/tag)")
     group.add_argument("--gpu_image", help="full GPU image name (overrides repo/tag)")
-    group.add_argument(
-        "--accelerator_type",
-        default=d.accelerator_type,
-        help="GPU request: Kubeflow a Kubernetes resource name (default "
-        f"{platforms.DEFAULT_ACCELERATOR[platforms.KUBEFLOW]}), Vertex AI an AcceleratorType "
-        f"(default {platforms.DEFAULT_ACCELERATOR[platforms.VERTEX]}); '' or none: no GPU",
-    )
-    group.add_argument("--pretrain_cpu", default=d.pretrain_cpu, help="CPU of the GPU steps")
-    group.add_argument("--pretrain_memory", default=d.pretrain_memory)
-    group.add_argument("--step_cpu", default=d.step_cpu, help="CPU of the other steps")
-    group.add_argument("--step_memory", default=d.step_memory)
-    group.add_argument(
-        "--retries", type=int, default=d.retries, help="retries of pretrain (it resumes)"
-    )
+    hints = typing.get_type_hints(PipelineOptions)
+    for option in dataclasses.fields(PipelineOptions):
+        if option.name in STRUCTURED_OPTIONS:
+            continue
+        group.add_argument(
+            f"--{option.name}",
+            default=option.default,
+            type=int if hints[option.name] is int else None,
+            choices=knobs.choices_of(option),
+            help=knobs.help_of(option),
+        )
     group.add_argument(
         "--node_selector",
         action="append",
@@ -83,68 +77,6 @@ def _add_build_flags(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE:EFFECT",
         help="Kubernetes toleration (repeatable; KEY:EFFECT means Exists; Kubeflow)",
-    )
-    group.add_argument(
-        "--s3_secret",
-        default=d.s3_secret,
-        metavar="SECRET",
-        help="Kubeflow: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in every step from this "
-        "Kubernetes Secret's accesskey/secretkey (default: KFP's own, "
-        f"{platforms.KFP_S3_SECRET}, present in every profile namespace; 'none' for a gs:// "
-        "pipeline root without it)",
-    )
-    group.add_argument(
-        "--s3_endpoint_url",
-        default=d.s3_endpoint_url,
-        metavar="URL",
-        help="Kubeflow: AWS_ENDPOINT_URL of every step (default with KFP's secret: its "
-        f"SeaweedFS, {platforms.KFP_S3_ENDPOINT}; 'none': AWS's own endpoints)",
-    )
-    group.add_argument(
-        "--retry_window",
-        default=d.retry_window,
-        metavar="DURATION",
-        help="pretrain's backoff_max_duration (default: Kubeflow "
-        f"{platforms.RETRY_WINDOW[platforms.KUBEFLOW]}, a deadline from the first attempt's "
-        f"start that must cover all of training; Vertex AI {platforms.RETRY_WINDOW[platforms.VERTEX]}"
-        ", the longest wait between retries)",
-    )
-    group.add_argument(
-        "--vertex_workers",
-        type=int,
-        default=d.vertex_workers,
-        help="Vertex AI: run pretrain as a CustomJob with N replicas (MultiWorkerMirroredStrategy)",
-    )
-    group.add_argument(
-        "--vertex_machine_type",
-        default=d.vertex_machine_type,
-        help="Vertex AI: machine of the GPU step (default: the one Vertex's GPU table pairs "
-        "with --accelerator_type x --vertex_accelerator_count, e.g. a2-highgpu-1g)",
-    )
-    group.add_argument(
-        "--vertex_accelerator_count",
-        type=int,
-        default=d.vertex_accelerator_count,
-        help="Vertex AI: GPUs per replica, compiled in (the num_gpus parameter is Kubeflow's)",
-    )
-    group.add_argument(
-        "--vertex_tensorboard",
-        default=d.vertex_tensorboard,
-        metavar="projects/P/locations/L/tensorboards/ID",
-        help="Vertex AI: run pretrain as a CustomJob uploading its logs to this TensorBoard",
-    )
-    group.add_argument(
-        "--vertex_model_display_name",
-        default=d.vertex_model_display_name,
-        metavar="NAME",
-        help="Vertex AI: upload the SavedModel to the Model Registry under this name "
-        "(GCPC ModelUploadOp; default: no upload)",
-    )
-    group.add_argument(
-        "--vertex_serving_image",
-        default=d.vertex_serving_image,
-        metavar="IMAGE",
-        help="Vertex AI: the prebuilt TensorFlow prediction container of the uploaded model",
     )
 
 
@@ -227,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def pipeline_options(args: argparse.Namespace):
-    from simclr_pipeline.pipeline import PipelineOptions, Toleration
+    from simclr_pipeline.pipeline import STRUCTURED_OPTIONS, PipelineOptions, Toleration
 
     base = Images.from_repo(args.image_repo, args.image_tag)
     images = Images(cpu=args.cpu_image or base.cpu, gpu=args.gpu_image or base.gpu)
@@ -241,27 +173,22 @@ def pipeline_options(args: argparse.Namespace):
         tolerations = tuple(Toleration.parse(t) for t in args.toleration)
     except (UserError, ValueError) as err:  # ParamError, or Toleration's ValueError
         raise CliError(str(err).replace("--param", "--node_selector")) from err
+    scalars = {
+        option.name: getattr(args, option.name)
+        for option in dataclasses.fields(PipelineOptions)
+        if option.name not in STRUCTURED_OPTIONS
+    }
     options = PipelineOptions(
-        platform=args.platform,
+        **{
+            **scalars,
+            "accelerator_type": accelerator,
+            # kfp.local has no Kubernetes Secrets: no KFP store defaults for local runs.
+            "s3_secret": _local_default(args, args.s3_secret),
+            "s3_endpoint_url": _local_default(args, args.s3_endpoint_url),
+        },
         images=images,
-        accelerator_type=accelerator,
-        pretrain_cpu=args.pretrain_cpu,
-        pretrain_memory=args.pretrain_memory,
-        step_cpu=args.step_cpu,
-        step_memory=args.step_memory,
-        retries=args.retries,
-        retry_window=args.retry_window,
         node_selector=selectors,
         tolerations=tolerations,
-        # kfp.local has no Kubernetes Secrets: no KFP store defaults for local runs.
-        s3_secret=_local_default(args, args.s3_secret),
-        s3_endpoint_url=_local_default(args, args.s3_endpoint_url),
-        vertex_workers=args.vertex_workers,
-        vertex_machine_type=args.vertex_machine_type,
-        vertex_accelerator_count=args.vertex_accelerator_count,
-        vertex_tensorboard=args.vertex_tensorboard,
-        vertex_model_display_name=args.vertex_model_display_name,
-        vertex_serving_image=args.vertex_serving_image,
     )
     return options.resolved()
 

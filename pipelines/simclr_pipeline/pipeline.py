@@ -37,6 +37,9 @@ from typing import NamedTuple
 
 from kfp import dsl, kubernetes
 from kfp.dsl import Artifact, Markdown, Metrics, Model
+from simclr import knobs
+from simclr.errors import UserError
+from simclr.knobs import knob
 
 from simclr_pipeline import platforms, presets
 from simclr_pipeline.components import Images, build_components
@@ -76,6 +79,11 @@ class Toleration:
         return cls(key=key or None, operator="Exists", effect=effect or None)
 
 
+# PipelineOptions fields set by compile flags of their own shape (a repo and tag, repeatable
+# KEY=VALUE pairs); every other field is one flag of its name, built from the field.
+STRUCTURED_OPTIONS = ("images", "node_selector", "tolerations")
+
+
 @dataclass(frozen=True)
 class PipelineOptions:
     """Compile-time settings (they shape the YAML; they are not run parameters).
@@ -83,46 +91,78 @@ class PipelineOptions:
     The defaults here are the only ones: the CLI's compile flags are built from them.
     """
 
-    platform: str = platforms.DEFAULT_PLATFORM
-    images: Images = field(default_factory=Images.from_repo)
-    # None: the platform's default (nvidia.com/gpu on Kubeflow, NVIDIA_TESLA_A100 on
-    # Vertex AI); "" = no GPU request (CPU pretraining and evaluation).
-    accelerator_type: str | None = None
+    platform: str = knob(
+        platforms.DEFAULT_PLATFORM,
+        "the platform the YAML is for; its rules are checked now",
+        choices=platforms.PLATFORMS,
+    )
+    images: Images = field(default_factory=Images.from_repo)  # --image_repo/_tag, --*_image
+    accelerator_type: str | None = knob(
+        None,
+        "GPU request: Kubeflow a Kubernetes resource name (default "
+        f"{platforms.DEFAULT_ACCELERATOR[platforms.KUBEFLOW]}), Vertex AI an AcceleratorType "
+        f"(default {platforms.DEFAULT_ACCELERATOR[platforms.VERTEX]}); '' or none: no GPU",
+    )
     # Requests must fit what an 8-vCPU GPU node (g2-standard-8: 32 GB, n1-standard-8: 30 GB)
     # can allocate after the kubelet's reserve and the system pods, or the pod stays Pending.
-    pretrain_cpu: str = "6"
-    pretrain_memory: str = "24G"
-    step_cpu: str = "2"  # prepare_data / augment (and evaluate without a GPU)
-    step_memory: str = "8G"
-    retries: int = 3
-    # backoff_max_duration of pretrain's retries; "" = the platform's (platforms.RETRY_WINDOW:
-    # on Kubeflow a deadline from the first attempt's start that must cover all of training).
-    retry_window: str = ""
-    # Kubernetes placement of the GPU pods (Kubeflow only).
+    pretrain_cpu: str = knob("6", "CPU of the GPU steps")
+    pretrain_memory: str = knob("24G", "memory of the GPU steps")
+    step_cpu: str = knob("2", "CPU of the other steps (evaluate too, without a GPU)")
+    step_memory: str = knob("8G", "memory of the other steps")
+    retries: int = knob(3, "retries of pretrain (it resumes)", at_least=0)
+    retry_window: str = knob(
+        "",
+        "pretrain's backoff_max_duration (default: Kubeflow "
+        f"{platforms.RETRY_WINDOW[platforms.KUBEFLOW]}, a deadline from the first attempt's "
+        f"start that must cover all of training; Vertex AI "
+        f"{platforms.RETRY_WINDOW[platforms.VERTEX]}, the longest wait between retries)",
+    )
+    # Kubernetes placement of the GPU pods (Kubeflow only): --node_selector, --toleration.
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[Toleration, ...] = ()
-    # Kubeflow only: S3 credentials for the tasks from a Kubernetes Secret, and the S3
-    # endpoint, as the AWS_* variables boto3 reads. None: KFP's own store (its Secret in
-    # the run's namespace and SeaweedFS), which a stock install's default pipeline root
-    # (minio://mlpipeline/...) needs; "none": no S3 settings (a gs:// pipeline root).
-    s3_secret: str | None = None
-    s3_endpoint_url: str | None = None
-    # Vertex AI only: run pretrain as a CustomJob with this many replicas (1 chief +
-    # N-1 workers, MultiWorkerMirroredStrategy); 0 = an ordinary pipeline step.
-    vertex_workers: int = 0
-    # "" = the machine Vertex AI's GPU table pairs with the accelerator and count
-    # (platforms.VERTEX_GPU_MACHINES), e.g. a2-highgpu-1g for 1 x NVIDIA_TESLA_A100.
-    vertex_machine_type: str = ""
-    # Vertex AI's GPU count is compiled in (a pipeline parameter as resourceCount is not
-    # documented there); on Kubeflow the `num_gpus` parameter sets it per run.
-    vertex_accelerator_count: int = 1
-    # projects/P/locations/L/tensorboards/ID: pretrain runs as a CustomJob that uploads its
-    # logs there (Vertex sets AIP_TENSORBOARD_LOG_DIR, which pretrain writes to).
-    vertex_tensorboard: str = ""
-    # Vertex AI only: upload the SavedModel to the Model Registry under this display name
-    # (GCPC's ModelUploadOp), served by this prebuilt TensorFlow container; "" = no upload.
-    vertex_model_display_name: str = ""
-    vertex_serving_image: str = platforms.VERTEX_TF_SERVING_IMAGE
+    # None: KFP's own store (its Secret in the run's namespace and SeaweedFS), which a stock
+    # install's default pipeline root (minio://mlpipeline/...) needs.
+    s3_secret: str | None = knob(
+        None,
+        "Kubeflow: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in every step from this "
+        "Kubernetes Secret's accesskey/secretkey (default: KFP's own, "
+        f"{platforms.KFP_S3_SECRET}, present in every profile namespace; 'none' for a gs:// "
+        "pipeline root without it)",
+    )
+    s3_endpoint_url: str | None = knob(
+        None,
+        "Kubeflow: AWS_ENDPOINT_URL of every step (default with KFP's secret: its "
+        f"SeaweedFS, {platforms.KFP_S3_ENDPOINT}; 'none': AWS's own endpoints)",
+    )
+    vertex_workers: int = knob(
+        0,
+        "Vertex AI: run pretrain as a CustomJob with N replicas (MultiWorkerMirroredStrategy)",
+        at_least=0,
+    )
+    vertex_machine_type: str = knob(
+        "",
+        "Vertex AI: machine of the GPU step (default: the one Vertex's GPU table, "
+        "platforms.VERTEX_GPU_MACHINES, pairs with --accelerator_type x "
+        "--vertex_accelerator_count, e.g. a2-highgpu-1g)",
+    )
+    # A pipeline parameter as resourceCount is not documented on Vertex AI.
+    vertex_accelerator_count: int = knob(
+        1, "Vertex AI: GPUs per replica, compiled in (the num_gpus parameter is Kubeflow's)"
+    )
+    vertex_tensorboard: str = knob(
+        "",
+        "Vertex AI: run pretrain as a CustomJob uploading its logs to this TensorBoard, "
+        "projects/P/locations/L/tensorboards/ID (Vertex sets AIP_TENSORBOARD_LOG_DIR)",
+    )
+    vertex_model_display_name: str = knob(
+        "",
+        "Vertex AI: upload the SavedModel to the Model Registry under this name "
+        "(GCPC ModelUploadOp; default: no upload)",
+    )
+    vertex_serving_image: str = knob(
+        platforms.VERTEX_TF_SERVING_IMAGE,
+        "Vertex AI: the prebuilt TensorFlow prediction container of the uploaded model",
+    )
 
     def resolved(self) -> "PipelineOptions":
         """These options with the platform's defaults filled in, checked against its rules."""
@@ -131,10 +171,10 @@ class PipelineOptions:
         if accelerator is None:
             accelerator = platforms.DEFAULT_ACCELERATOR[self.platform]
         platforms.check_accelerator(self.platform, accelerator)
-        if self.retries < 0:
-            raise PlatformError(f"--retries must be >= 0, got {self.retries}")
-        if self.vertex_workers < 0:
-            raise PlatformError(f"--vertex_workers must be >= 0, got {self.vertex_workers}")
+        try:
+            knobs.check(self)
+        except UserError as err:
+            raise PlatformError(str(err)) from None
         if self.platform == KUBEFLOW and self.vertex_workers:
             raise PlatformError("--vertex_workers needs --platform=vertex")
         if self.platform == VERTEX and (
