@@ -1,9 +1,10 @@
 """One place for each default, or a test that fails when a copy drifts.
 
 The pipeline's run-time defaults live in `presets.GPU` (the pipeline signature reads
-it), the compile-time ones in `PipelineOptions` (the CLI flags read it). Component
-signatures carry no defaults. What remains duplicated by necessity is checked here: the
-task configs (the container CLIs), the CIFAR URL, the version and the Makefile.
+it; its pretrain values are PretrainConfig's own), the compile-time ones in
+`PipelineOptions` (the CLI flags are built from it). Component signatures carry no
+defaults. What remains duplicated is checked here: prepare_data's and evaluate's
+defaults, the CIFAR URL, the version and the Makefile.
 """
 
 import dataclasses
@@ -17,7 +18,6 @@ import tomllib
 from simclr import cifar
 from simclr.tasks.evaluate import EvaluateConfig
 from simclr.tasks.prepare_data import PrepareDataConfig
-from simclr.train_config import PretrainConfig
 from simclr_pipeline import __version__, components, presets
 from simclr_pipeline.components import DEFAULT_IMAGE_REPO, DEFAULT_IMAGE_TAG
 from simclr_pipeline.pipeline import simclr_pipeline
@@ -59,19 +59,6 @@ def test_pipeline_signature_defaults_are_the_gpu_preset():
 @pytest.mark.parametrize(
     "preset_name, config_cls, field",
     [
-        ("encoder", PretrainConfig, "encoder"),
-        ("width_multiplier", PretrainConfig, "width_multiplier"),
-        ("stem", PretrainConfig, "stem"),
-        ("epochs", PretrainConfig, "epochs"),
-        ("batch_size", PretrainConfig, "batch_size"),
-        ("learning_rate", PretrainConfig, "learning_rate"),
-        ("temperature", PretrainConfig, "temperature"),
-        ("max_train_examples", PretrainConfig, "max_train_examples"),
-        ("checkpoint_every_steps", PretrainConfig, "checkpoint_every_steps"),
-        ("checkpoint_every_seconds", PretrainConfig, "checkpoint_every_seconds"),
-        ("precision", PretrainConfig, "precision"),
-        ("strategy", PretrainConfig, "strategy"),
-        ("seed", PretrainConfig, "seed"),
         ("eval_protocols", EvaluateConfig, "protocols"),
         ("baseline", EvaluateConfig, "baseline"),
         ("source", PrepareDataConfig, "source"),

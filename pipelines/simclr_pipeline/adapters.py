@@ -337,9 +337,13 @@ def pretrain(
     tensorboard_root: str,
     checkpoint_root: str,
     options: Mapping,
+    num_gpus: int = 0,
     **params,
 ) -> dict:
+    """num_gpus: the GPUs the pipeline requested; > 0 stops the task unless TensorFlow
+    sees one (--require_gpu)."""
     check_resolved("run_id", run_id)
+    params["require_gpu"] = num_gpus > 0
     chief = is_chief_process()
     logdir = tensorboard_dir_for(model, tensorboard_root, run_id)
     checkpoint_dir = checkpoint_dir_for(model, checkpoint_root, run_id)

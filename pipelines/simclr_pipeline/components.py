@@ -11,6 +11,9 @@ functions for any image repository and tag. `install_kfp_package=False` and no
 run time (air-gapped clusters work).
 """
 
+import dataclasses
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kfp import dsl
@@ -79,19 +82,10 @@ def prepare_data(
 ) -> None:
     """Reads a CIFAR-10 archive, or a folder / bucket prefix / CSV or JSONL list of images,
     and writes TFRecord shards and manifest.json."""
+    arguments = dict(locals())  # every parameter, by name (before any other local exists)
     from simclr_pipeline import adapters
 
-    adapters.prepare_data(
-        dataset,
-        source=source,
-        sha256=sha256,
-        num_shards=num_shards,
-        label_fractions=label_fractions,
-        seed=seed,
-        image_size=image_size,
-        eval_source=eval_source,
-        options=options,
-    )
+    adapters.prepare_data(**arguments)
 
 
 def augment(
@@ -135,33 +129,10 @@ def pretrain(
 ) -> None:
     """SimCLR pretraining; resumes from its checkpoint when retried. num_gpus: the GPUs
     the pipeline requested for this task; > 0 stops the task unless TensorFlow sees one."""
+    arguments = dict(locals())  # every parameter, by name (before any other local exists)
     from simclr_pipeline import adapters
 
-    adapters.pretrain(
-        dataset,
-        policy,
-        model,
-        pretrain_metrics,
-        tensorboard,
-        run_id=run_id,
-        tensorboard_root=tensorboard_root,
-        checkpoint_root=checkpoint_root,
-        options=options,
-        encoder=encoder,
-        width_multiplier=width_multiplier,
-        stem=stem,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        temperature=temperature,
-        max_train_examples=max_train_examples,
-        checkpoint_every_steps=checkpoint_every_steps,
-        checkpoint_every_seconds=checkpoint_every_seconds,
-        precision=precision,
-        strategy=strategy,
-        seed=seed,
-        require_gpu=num_gpus > 0,
-    )
+    adapters.pretrain(**arguments)
 
 
 def evaluate(
@@ -181,24 +152,10 @@ def evaluate(
     options: dict,
 ) -> None:
     """kNN / linear / fine-tuning evaluation of the encoder, against a baseline."""
+    arguments = dict(locals())  # every parameter, by name (before any other local exists)
     from simclr_pipeline import adapters
 
-    adapters.evaluate(
-        dataset,
-        model,
-        evaluation,
-        eval_metrics,
-        confusion_matrix,
-        report,
-        plots,
-        gallery,
-        run_id=run_id,
-        protocols=protocols,
-        baseline=baseline,
-        max_train_examples=max_train_examples,
-        tensorboard_root=tensorboard_root,
-        options=options,
-    )
+    adapters.evaluate(**arguments)
 
 
 def embed(
@@ -220,6 +177,17 @@ def saved_model_uri(model: Input[Model]) -> str:
     from simclr_pipeline import adapters
 
     return adapters.saved_model_uri(model)
+
+
+def config_parameters(func: Callable, config_cls: type) -> tuple[str, ...]:
+    """The parameters of component `func` that are fields of the task's `config_cls`: the
+    pipeline passes each from its own parameter of the same name."""
+    fields = {field.name for field in dataclasses.fields(config_cls)}
+    return tuple(
+        name
+        for name, parameter in inspect.signature(func).parameters.items()
+        if name in fields and parameter.annotation in (str, int, float, bool)  # not artifacts
+    )
 
 
 def _component(func, image: str):

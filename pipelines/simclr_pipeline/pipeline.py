@@ -53,6 +53,7 @@ from simclr_pipeline.platforms import (  # noqa: F401  (KFP_* re-exported)
     VERTEX,
     PlatformError,
 )
+from simclr_pipeline.presets import PRETRAIN_KNOBS
 
 PIPELINE_NAME = "simclr-cifar10"
 _VERTEX_TENSORBOARD = re.compile(r"^projects/[^/]+/locations/[^/]+/tensorboards/[^/]+$")
@@ -307,6 +308,7 @@ def build_pipeline(options: PipelineOptions | None = None):
         tensorboard_root: str = d["tensorboard_root"],
         checkpoint_root: str = d["checkpoint_root"],
     ) -> Outputs:
+        parameters = dict(locals())  # the pipeline's parameters, by name
         data = ops.prepare_data(
             source=source,
             sha256=sha256,
@@ -330,19 +332,7 @@ def build_pipeline(options: PipelineOptions | None = None):
             dataset=data.outputs["dataset"],
             policy=aug.outputs["policy"],
             run_id=RUN_ID,
-            encoder=encoder,
-            width_multiplier=width_multiplier,
-            stem=stem,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            temperature=temperature,
-            max_train_examples=max_train_examples,
-            checkpoint_every_steps=checkpoint_every_steps,
-            checkpoint_every_seconds=checkpoint_every_seconds,
-            precision=precision,
-            strategy=strategy,
-            seed=seed,
+            **{name: parameters[name] for name in PRETRAIN_KNOBS},
             tensorboard_root=tensorboard_root,
             checkpoint_root=checkpoint_root,
             num_gpus=_requested_gpus(options, num_gpus),

@@ -1,8 +1,9 @@
 """Named sets of pipeline parameters (`--preset=NAME`); `--param` overrides them.
 
 - "gpu": SimCLR's CIFAR-10 run for a GPU cluster: ResNet-50, batch 1024, 1000 epochs.
-  It is the one source of the pipeline's parameter defaults (`pipeline.py` reads it);
-  tests/test_defaults.py fails when a component signature or task config drifts from it.
+  It is the one source of the pipeline's parameter defaults (`pipeline.py` reads it); its
+  pretrain values are PretrainConfig's own defaults. tests/test_defaults.py checks the
+  few that stay copies (prepare_data's and evaluate's).
 - "demo": a CPU-sized run on the whole CIFAR-10 archive: ResNet-18 at width 1/8 on
   10,000 images for 4 epochs, kNN + linear evaluation on 10,000 images against a
   randomly initialised baseline. A few minutes on a laptop.
@@ -10,6 +11,14 @@
 """
 
 from typing import Any
+
+from simclr.train_config import PretrainConfig
+
+from simclr_pipeline import components
+
+# The pretrain component's parameters that are PretrainConfig fields; the pipeline has a
+# parameter of each name and forwards it (a knob reaches the pipeline by being in both).
+PRETRAIN_KNOBS = components.config_parameters(components.pretrain, PretrainConfig)
 
 OFFICIAL_CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 
@@ -25,20 +34,8 @@ GPU: dict[str, Any] = {
     # A separate labelled image source to evaluate on (prepare_data --eval_source); "":
     # evaluate on the training source's own test split.
     "eval_source": "",
-    "encoder": "resnet50",
-    "width_multiplier": 1.0,
-    "stem": "auto",
-    "epochs": 1000,
-    "batch_size": 1024,
-    "learning_rate": 1.0,
-    "temperature": 0.5,
-    "max_train_examples": 0,
-    "checkpoint_every_steps": 500,
-    # A preempted pod on Kubeflow may get no time to checkpoint on SIGTERM (README:
-    # Preemption): this bounds what it loses.
-    "checkpoint_every_seconds": 600.0,
-    "precision": "auto",  # bfloat16 on Ampere+, float16 before, float32 on CPU
-    "strategy": "auto",
+    # The pretrain parameters (encoder, epochs, batch_size, ...): PretrainConfig's defaults.
+    **{name: getattr(PretrainConfig(), name) for name in PRETRAIN_KNOBS if name != "seed"},
     "num_gpus": 1,
     # Fine-tuning a ResNet-50 (30 epochs x 2 label subsets) needs the GPU that evaluate
     # gets when the pipeline is compiled with an accelerator (README: Evaluation cost).
