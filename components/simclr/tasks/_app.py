@@ -7,7 +7,7 @@ import logging
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from absl import app, flags
@@ -30,29 +30,25 @@ _DEFINERS: dict[type, Callable[..., Any]] = {
 
 def define_dataclass_flags(
     config_cls: type,
-    help: Mapping[str, str] | None = None,
     *,
-    enums: Mapping[str, Sequence[str]] | None = None,
     flag_values: flags.FlagValues = flags.FLAGS,
 ) -> None:
     """Defines one absl flag per field of the dataclass `config_cls`: same name and default.
 
     The flag's type follows the field's annotation (bool, int, float or str; `X | None`
     counts as X; a `tuple[X, ...]` is a comma-separated list), or it is an enum of the
-    field's `knob` choices (or `enums[name]`); its help text is the knob's (or
-    `help[name]`). A field without a default is required: its flag defaults to None and
+    field's `knob` choices; its help text is the knob's. A field without a default is required: its flag defaults to None and
     `dataclass_from_flags` rejects it when unset. Names already in `flag_values` (another
     task in this process defined them) are skipped.
     """
-    help, enums = help or {}, enums or {}
     hints = typing.get_type_hints(config_cls)
     for field in dataclasses.fields(config_cls):
         name = field.name
         if name in flag_values:
             continue
         default = None if _required(field) else _default(field)
-        text = help.get(name) or knobs.help_of(field)
-        choices = enums.get(name) or knobs.choices_of(field)
+        text = knobs.help_of(field)
+        choices = knobs.choices_of(field)
         if choices:
             flags.DEFINE_enum(name, default, list(choices), text, flag_values=flag_values)
             continue
