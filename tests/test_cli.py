@@ -14,8 +14,8 @@ from simclr_pipeline import adapters, cli, platforms, presets
 from simclr_pipeline.pipeline import (
     PipelineOptions,
     Toleration,
+    build_pipeline,
     pipeline_parameters,
-    simclr_pipeline,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ def test_module_entry_point_help():
 
 @pytest.mark.parametrize("name", sorted(presets.PRESETS))
 def test_presets_are_valid_parameters(name):
-    types = pipeline_parameters(simclr_pipeline)
+    types = pipeline_parameters(build_pipeline())
     args = cli.build_parser().parse_args(["params", f"--preset={name}"])
     values = cli.run_arguments(args, types)
     assert set(values) <= set(types)
@@ -58,7 +58,7 @@ def test_demo_preset_is_cpu_sized():
 
 
 def test_pipeline_defaults_are_the_gpu_preset():
-    defaults = {n: p.default for n, p in simclr_pipeline.component_spec.inputs.items()}
+    defaults = {n: p.default for n, p in build_pipeline().component_spec.inputs.items()}
     for name, value in presets.GPU.items():
         assert defaults[name] == value, name
 

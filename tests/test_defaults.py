@@ -18,11 +18,14 @@ import tomllib
 from simclr import cifar
 from simclr.tasks.evaluate import EvaluateConfig
 from simclr.tasks.prepare_data import PrepareDataConfig
+from simclr.train_config import PretrainConfig
 from simclr_pipeline import __version__, components, presets
 from simclr_pipeline.components import DEFAULT_IMAGE_REPO, DEFAULT_IMAGE_TAG
-from simclr_pipeline.pipeline import simclr_pipeline
+from simclr_pipeline.pipeline import build_pipeline
+from simclr_pipeline.presets import PRETRAIN_KNOBS
 
 REPO = Path(__file__).resolve().parents[1]
+simclr_pipeline = build_pipeline()
 COMPONENT_FUNCTIONS = [
     components.prepare_data,
     components.augment,
@@ -54,6 +57,20 @@ def test_pipeline_signature_defaults_are_the_gpu_preset():
     defaults = {n: p.default for n, p in simclr_pipeline.component_spec.inputs.items()}
     scalars = {n: v for n, v in defaults.items() if not isinstance(v, dict)}
     assert scalars == {n: presets.GPU[n] for n in scalars}
+
+
+@pytest.mark.parametrize("name", PRETRAIN_KNOBS)
+def test_each_pretrain_knob_is_a_pipeline_parameter_that_reaches_pretrain(name):
+    # The pipeline declares none of them but seed: _with_pretrain_knobs adds each from
+    # the component's signature, with PretrainConfig's default (GPU's where it differs).
+    inputs = simclr_pipeline.component_spec.inputs
+    assert name in inputs
+    assert inputs[name].default == presets.GPU[name]
+    if name != "seed":  # seed is the pipeline's own (prepare_data and augment take it)
+        assert presets.GPU[name] == _default(PretrainConfig, name)
+    tasks = simclr_pipeline.pipeline_spec.root.dag.tasks
+    wired = tasks["pretrain"].inputs.parameters[name].component_input_parameter
+    assert wired == name
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from simclr import storage
+from simclr import cluster, storage
 from simclr.errors import UserError, exits_on_user_error
 
 from simclr_pipeline.params import parse_bool
@@ -158,7 +158,6 @@ def is_chief_process(env: Mapping[str, str] | None = None) -> bool:
     """Whether this replica writes the task's outputs: `simclr.cluster.is_chief`,
     TensorFlow's rule read from TF_CONFIG, so it holds before TensorFlow starts. No
     TF_CONFIG: the only process. A TF_CONFIG TensorFlow would refuse: a UserError."""
-    from simclr import cluster
 
     return cluster.is_chief(env)
 

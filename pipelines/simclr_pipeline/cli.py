@@ -23,12 +23,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from simclr import errors, knobs
+from kfp import compiler, local
+from simclr import errors, knobs, storage
 from simclr.errors import UserError
 
 from simclr_pipeline import params as params_lib
-from simclr_pipeline import platforms, presets
+from simclr_pipeline import platforms, presets, submit
 from simclr_pipeline.components import DEFAULT_IMAGE_REPO, DEFAULT_IMAGE_TAG, Images
+from simclr_pipeline.pipeline import (
+    STRUCTURED_OPTIONS,
+    PipelineOptions,
+    Toleration,
+    build_pipeline,
+    pipeline_parameters,
+)
 
 
 class CliError(UserError):
@@ -43,8 +51,6 @@ class CliError(UserError):
 def _add_build_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per PipelineOptions field, from its knob (default, help, choices), plus
     the flags of the structured ones (images, node selectors, tolerations)."""
-    from simclr_pipeline.pipeline import STRUCTURED_OPTIONS, PipelineOptions
-
     group = parser.add_argument_group("images and platform (compile-time)")
     group.add_argument(
         "--image_repo", default=DEFAULT_IMAGE_REPO, help="images are REPO/cpu:TAG and REPO/gpu:TAG"
@@ -159,8 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def pipeline_options(args: argparse.Namespace):
-    from simclr_pipeline.pipeline import STRUCTURED_OPTIONS, PipelineOptions, Toleration
-
     base = Images.from_repo(args.image_repo, args.image_tag)
     images = Images(cpu=args.cpu_image or base.cpu, gpu=args.gpu_image or base.gpu)
     accelerator = args.accelerator_type
@@ -201,10 +205,6 @@ def _local_default(args: argparse.Namespace, value: str | None) -> str | None:
 
 def compile_pipeline(options, output: str) -> str:
     """Writes the YAML; the same options always give the same bytes."""
-    from kfp import compiler
-
-    from simclr_pipeline.pipeline import build_pipeline
-
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_pipeline(options), package_path=output)
     return output
@@ -249,7 +249,7 @@ def docker_runner_kwargs(read_only_paths: Sequence[str] = ()) -> dict[str, Any]:
     root mount): the calling user's UID in group 0, which our images support, so files
     under --root stay ours; host networking, so nothing but the host's own network is
     used; host inputs mounted read-only at their own path (never copied into an image)."""
-    from docker.types import Mount
+    from docker.types import Mount  # optional: only run-docker needs it
 
     kwargs: dict[str, Any] = {
         "network_mode": "host",
@@ -261,8 +261,6 @@ def docker_runner_kwargs(read_only_paths: Sequence[str] = ()) -> dict[str, Any]:
 
 
 def make_runner(kind: str, read_only_paths: Sequence[str] = ()):
-    from kfp import local
-
     if kind == "subprocess":
         # use_venv=False: run the components in this environment, where simclr is installed.
         return local.SubprocessRunner(use_venv=False)
@@ -284,10 +282,6 @@ def make_runner(kind: str, read_only_paths: Sequence[str] = ()):
 
 
 def cmd_run(args: argparse.Namespace, runner_kind: str) -> int:
-    from kfp import local
-
-    from simclr_pipeline.pipeline import build_pipeline, pipeline_parameters
-
     root = Path(args.root).resolve()
     pipeline = build_pipeline(pipeline_options(args))
     types = pipeline_parameters(pipeline)
@@ -318,8 +312,6 @@ def cmd_run(args: argparse.Namespace, runner_kind: str) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from simclr_pipeline import submit
-
     settings = submit.Settings.from_env(
         host=args.host,
         namespace=args.namespace,
@@ -364,10 +356,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_params(args: argparse.Namespace) -> int:
-    from simclr_pipeline.pipeline import pipeline_parameters, simclr_pipeline
-
-    types = pipeline_parameters(simclr_pipeline)
-    defaults = {name: p.default for name, p in simclr_pipeline.component_spec.inputs.items()}
+    pipeline = build_pipeline()  # the parameters are the same for every platform
+    types = pipeline_parameters(pipeline)
+    defaults = {name: p.default for name, p in pipeline.component_spec.inputs.items()}
     values = {**defaults, **run_arguments(args, types)}
     for name in sorted(types):
         print(f"{name:<26} {types[name]:<15} {json.dumps(values.get(name))}")
@@ -381,9 +372,6 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 def _read_json(path: str) -> dict:
     """A metrics file the finished run wrote; a missing or broken one is an error, not {}."""
-    from simclr import storage
-    from simclr.errors import UserError
-
     try:
         data = storage.read_json(path)
     except UserError as err:

@@ -31,18 +31,23 @@ part a user asked for. Evaluation is not cached either: its input model is new o
 every run, so a hit is impossible, and a forced re-evaluation should really re-run.
 """
 
+import functools
+import inspect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kfp import dsl, kubernetes
 from kfp.dsl import Artifact, Markdown, Metrics, Model
+from kfp.pipeline_spec import pipeline_spec_pb2
 from simclr import knobs
 from simclr.errors import UserError
 from simclr.knobs import knob
 
 from simclr_pipeline import platforms, presets
 from simclr_pipeline.components import Images, build_components
+from simclr_pipeline.components import pretrain as pretrain_component
 from simclr_pipeline.platforms import (  # noqa: F401  (KFP_* re-exported)
     KFP_MINIO_ENDPOINT,
     KFP_MINIO_SECRET,
@@ -58,6 +63,7 @@ from simclr_pipeline.presets import PRETRAIN_KNOBS
 PIPELINE_NAME = "simclr-cifar10"
 _VERTEX_TENSORBOARD = re.compile(r"^projects/[^/]+/locations/[^/]+/tensorboards/[^/]+$")
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER  # resolved per run (KFP backend >= 2.5); same on retries
+_POSITIONAL = inspect.Parameter.POSITIONAL_OR_KEYWORD
 EMBED_SPLITS = "train"  # the embed step's splits (embed_options {"splits": ...} overrides)
 
 
@@ -275,6 +281,7 @@ def build_pipeline(options: PipelineOptions | None = None):
             f">= {platforms.MIN_KFP_BACKEND})"
         ),
     )
+    @_with_pretrain_knobs(d)
     def simclr_pipeline(
         source: str = d["source"],
         sha256: str = d["sha256"],
@@ -285,18 +292,6 @@ def build_pipeline(options: PipelineOptions | None = None):
         eval_source: str = d["eval_source"],
         prepare_options: dict = {},  # noqa: B006
         augment_options: dict = {},  # noqa: B006  (KFP's way to declare a dict parameter)
-        encoder: str = d["encoder"],
-        width_multiplier: float = d["width_multiplier"],
-        stem: str = d["stem"],
-        epochs: int = d["epochs"],
-        batch_size: int = d["batch_size"],
-        learning_rate: float = d["learning_rate"],
-        temperature: float = d["temperature"],
-        max_train_examples: int = d["max_train_examples"],
-        checkpoint_every_steps: int = d["checkpoint_every_steps"],
-        checkpoint_every_seconds: float = d["checkpoint_every_seconds"],
-        precision: str = d["precision"],
-        strategy: str = d["strategy"],
         num_gpus: int = d["num_gpus"],
         pretrain_options: dict = {},  # noqa: B006
         eval_protocols: str = d["eval_protocols"],
@@ -307,8 +302,8 @@ def build_pipeline(options: PipelineOptions | None = None):
         embed_options: dict = {},  # noqa: B006
         tensorboard_root: str = d["tensorboard_root"],
         checkpoint_root: str = d["checkpoint_root"],
+        pretrain_knobs: dict | None = None,  # the other PRETRAIN_KNOBS: _with_pretrain_knobs
     ) -> Outputs:
-        parameters = dict(locals())  # the pipeline's parameters, by name
         data = ops.prepare_data(
             source=source,
             sha256=sha256,
@@ -332,7 +327,8 @@ def build_pipeline(options: PipelineOptions | None = None):
             dataset=data.outputs["dataset"],
             policy=aug.outputs["policy"],
             run_id=RUN_ID,
-            **{name: parameters[name] for name in PRETRAIN_KNOBS},
+            seed=seed,
+            **pretrain_knobs,
             tensorboard_root=tensorboard_root,
             checkpoint_root=checkpoint_root,
             num_gpus=_requested_gpus(options, num_gpus),
@@ -385,6 +381,41 @@ def build_pipeline(options: PipelineOptions | None = None):
         )
 
     return simclr_pipeline
+
+
+def _with_pretrain_knobs(defaults: dict) -> Callable:
+    """Gives a pipeline function a parameter for each of PRETRAIN_KNOBS it does not declare,
+    typed as in the pretrain component and defaulted from `defaults`; the function gets
+    them as one dict, `pretrain_knobs`. So a first-class pretrain knob is its
+    PretrainConfig field plus its line in the component's signature (which KFP needs
+    written out), and the pipeline passes it on unnamed.
+
+    KFP reads a pipeline's parameters from `inspect.signature` and calls it with them
+    positionally in that order (kfp 2.17 dsl/graph_component.py, GraphComponent).
+    """
+
+    def wrap(pipeline_func: Callable) -> Callable:
+        own = inspect.signature(pipeline_func)
+        typed = inspect.signature(pretrain_component).parameters
+        added = [name for name in PRETRAIN_KNOBS if name not in own.parameters]
+        declared = [p for name, p in own.parameters.items() if name != "pretrain_knobs"]
+        generated = [
+            inspect.Parameter(
+                name, _POSITIONAL, annotation=typed[name].annotation, default=defaults[name]
+            )
+            for name in added
+        ]
+
+        @functools.wraps(pipeline_func)
+        def pipeline(*args: Any) -> Any:
+            values = dict(zip(pipeline.__signature__.parameters, args, strict=True))
+            knobs_given = {name: values.pop(name) for name in added}
+            return pipeline_func(**values, pretrain_knobs=knobs_given)
+
+        pipeline.__signature__ = own.replace(parameters=declared + generated)
+        return pipeline
+
+    return wrap
 
 
 def _embed_step(ops, data, train, embed_options, options: PipelineOptions):
@@ -541,10 +572,5 @@ def _s3_credentials(task, options: PipelineOptions) -> None:
 def pipeline_parameters(pipeline) -> dict[str, str]:
     """Parameter name -> KFP type ("STRING", "NUMBER_INTEGER", ...) of a built pipeline."""
     spec = pipeline.pipeline_spec.root.input_definitions.parameters
-    from kfp.pipeline_spec import pipeline_spec_pb2
-
     enum = pipeline_spec_pb2.ParameterType.ParameterTypeEnum
     return {name: enum.Name(p.parameter_type) for name, p in spec.items()}
-
-
-simclr_pipeline = build_pipeline()

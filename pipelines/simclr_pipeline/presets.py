@@ -16,8 +16,9 @@ from simclr.train_config import PretrainConfig
 
 from simclr_pipeline import components
 
-# The pretrain component's parameters that are PretrainConfig fields; the pipeline has a
-# parameter of each name and forwards it (a knob reaches the pipeline by being in both).
+# The pretrain component's parameters that are PretrainConfig fields: the pipeline gets a
+# parameter of each name, typed as the component's, and forwards it
+# (pipeline._with_pretrain_knobs). A knob is first-class by being in both.
 PRETRAIN_KNOBS = components.config_parameters(components.pretrain, PretrainConfig)
 
 OFFICIAL_CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
