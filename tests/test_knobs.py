@@ -47,7 +47,7 @@ def test_flags_carry_the_fields_default_help_and_type():
 def test_the_flag_parser_refuses_what_the_field_cannot_hold():
     with pytest.raises(flags.IllegalFlagValueError):
         _parse(["--path=/d", "--mode=medium"])  # a choice: absl's enum
-    with pytest.raises(UserError, match="--grid must be comma-separated numbers"):
+    with pytest.raises(UserError, match="--grid must be a number, got .x."):
         _parse(["--path=/d", "--grid=0.1,x"])
     with pytest.raises(UserError, match="--path is required"):
         _parse([])

@@ -16,15 +16,13 @@ import dataclasses
 import html
 import importlib
 import os
-import types
 import typing
 from collections.abc import Mapping
 from typing import Any
 
-from simclr import cluster, storage
+from simclr import cluster, coerce, storage
 from simclr.errors import UserError, exits_on_user_error
 
-from simclr_pipeline.params import parse_bool
 from simclr_pipeline.platforms import KFP_S3_ENDPOINT, KFP_S3_SECRET, MIN_KFP_BACKEND
 
 
@@ -58,40 +56,8 @@ def config_kwargs(config_cls: type, params: Mapping[str, Any], options: Mapping[
     for name, value in merged.items():
         if value is None or value == "":
             continue
-        kwargs[name] = coerce(value, hints.get(name, Any), name)
+        kwargs[name] = coerce.to_type(value, hints.get(name, Any), name, AdapterError)
     return kwargs
-
-
-def coerce(value: Any, annotation: Any, name: str = "value") -> Any:
-    """Converts a JSON-ish value to `annotation` (int, float, bool, str, tuple[...], X | None)."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        non_none = [a for a in args if a is not type(None)]
-        return coerce(value, non_none[0], name) if len(non_none) == 1 else value
-    if annotation in (tuple, list) or origin in (tuple, list):
-        items = value.split(",") if isinstance(value, str) else list(value)
-        items = [i.strip() if isinstance(i, str) else i for i in items]
-        item_type = args[0] if args else Any
-        converted = [coerce(i, item_type, name) for i in items if i != ""]
-        return tuple(converted) if (annotation is tuple or origin is tuple) else converted
-    try:
-        if annotation is bool:
-            return parse_bool(value)
-        if annotation is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value.strip() if isinstance(value, str) else value)
-        if annotation is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-    except (TypeError, ValueError):
-        expected = {bool: "true or false", int: "an integer", float: "a number"}[annotation]
-        raise AdapterError(f"{name} must be {expected}, got {value!r}") from None
-    if annotation is str:
-        return str(value)
-    return value
 
 
 def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

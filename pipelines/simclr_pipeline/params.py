@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
+from simclr import coerce
 from simclr.errors import UserError
 
 
@@ -68,48 +69,24 @@ def coerce_parameters(values: Mapping[str, Any], types: Mapping[str, str]) -> di
     return {name: _coerce(name, value, types[name]) for name, value in values.items()}
 
 
-BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-
-
-def parse_bool(value: Any) -> bool:
-    """true/false, 1/0, yes/no (any case) or a JSON boolean/number; ValueError otherwise
-    (an unknown word is a mistake, not False). The one rule for pipeline parameters and
-    the `*_options` values the components forward."""
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word not in BOOLEAN_WORDS:
-            raise ValueError(f"not a boolean: {value!r}")
-        return BOOLEAN_WORDS[word]
-    if isinstance(value, (bool, int)) or (isinstance(value, float) and value in (0.0, 1.0)):
-        return bool(value)
-    raise ValueError(f"not a boolean: {value!r}")
+_SCALARS = {"NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "BOOLEAN": bool}
 
 
 def _coerce(name: str, value: Any, kind: str) -> Any:
-    try:
-        if kind == "NUMBER_INTEGER":
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value) if not isinstance(value, str) else int(value.strip())
-        if kind == "NUMBER_DOUBLE":
-            return float(value)
-        if kind == "BOOLEAN":
-            return parse_bool(value)
-        if kind in ("STRUCT", "LIST"):
-            parsed = json.loads(value) if isinstance(value, str) else value
-            if not isinstance(parsed, dict if kind == "STRUCT" else list):
-                raise ValueError
-            return parsed
+    """A value for a parameter of KFP type `kind`: scalars by `simclr.coerce`'s rule (the
+    tasks' and adapters' own), dicts and lists from JSON, strings as given."""
+    if kind in _SCALARS:
+        return coerce.to_type(value, _SCALARS[kind], f"parameter {name}", ParamError)
+    if kind not in ("STRUCT", "LIST"):
         return value if isinstance(value, str) else json.dumps(value)
-    except (TypeError, ValueError) as err:
-        expected = {
-            "NUMBER_INTEGER": "an integer",
-            "NUMBER_DOUBLE": "a number",
-            "BOOLEAN": "true or false",
-            "STRUCT": "a JSON object",
-            "LIST": "a JSON list",
-        }.get(kind, "a string")
-        raise ParamError(f"parameter {name} must be {expected}, got {value!r}") from err
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict if kind == "STRUCT" else list):
+        expected = "a JSON object" if kind == "STRUCT" else "a JSON list"
+        raise ParamError(f"parameter {name} must be {expected}, got {value!r}")
+    return parsed
 
 
 def merge_parameters(

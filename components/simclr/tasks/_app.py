@@ -7,12 +7,12 @@ import logging
 import sys
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from absl import app, flags
 
-from simclr import errors, knobs
+from simclr import coerce, errors, knobs
 from simclr.errors import UserError
 
 # Flags defined through define_dataclass_flags belong to its caller (e.g. simclr.tasks.augment,
@@ -78,7 +78,9 @@ def dataclass_from_flags(config_cls: type[_T], flag_values: flags.FlagValues) ->
     for field in fields:
         value = flag_values[field.name].value
         item_type = _item_type(_flag_type(hints[field.name]))
-        values[field.name] = value if item_type is None else _items(value, item_type, field.name)
+        if item_type is not None and value is not None:  # a comma list: absl gives strings
+            value = coerce.to_type(value, tuple[item_type, ...], f"--{field.name}")
+        values[field.name] = value
     return config_cls(**values)
 
 
@@ -87,18 +89,6 @@ def _item_type(annotation: Any) -> type | None:
     if typing.get_origin(annotation) is tuple:
         return typing.get_args(annotation)[0]
     return None
-
-
-def _items(value: Sequence[str] | None, item_type: type, name: str) -> tuple | None:
-    if value is None:
-        return None
-    try:
-        return tuple(item_type(v.strip()) for v in value if v.strip())
-    except ValueError:
-        kind = {int: "integers", float: "numbers"}.get(item_type, "values")
-        raise UserError(
-            f"--{name} must be comma-separated {kind}, got {','.join(value)!r}"
-        ) from None
 
 
 def _required(field: dataclasses.Field) -> bool:
