@@ -11,12 +11,8 @@ from pathlib import Path
 import pytest
 from kfp import local
 from simclr_pipeline import adapters, cli, platforms, presets
-from simclr_pipeline.pipeline import (
-    PipelineOptions,
-    Toleration,
-    build_pipeline,
-    pipeline_parameters,
-)
+from simclr_pipeline.options import PipelineOptions, Toleration
+from simclr_pipeline.pipeline import build_pipeline, pipeline_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -215,7 +215,8 @@ def test_cuda_check_reads_runpath_as_readelf_does():
 
 def test_pipeline_asks_pretrain_for_a_gpu_only_when_it_requests_one():
     from kfp.pipeline_spec import pipeline_spec_pb2
-    from simclr_pipeline.pipeline import PipelineOptions, build_pipeline
+    from simclr_pipeline.options import PipelineOptions
+    from simclr_pipeline.pipeline import build_pipeline
 
     def pretrain_gpus(options):
         spec = build_pipeline(options).pipeline_spec

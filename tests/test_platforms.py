@@ -19,7 +19,7 @@ from google.cloud.aiplatform_v1.types import AcceleratorType
 from google.protobuf import json_format
 from kfp.kubernetes import kubernetes_executor_config_pb2
 from simclr_pipeline import cli, platforms
-from simclr_pipeline.pipeline import KFP_MINIO_SECRET, S3_SECRET_KEYS
+from simclr_pipeline.platforms import KFP_MINIO_SECRET, S3_SECRET_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -30,13 +30,8 @@ from simclr.errors import UserError
 from simclr_pipeline import params as params_lib
 from simclr_pipeline import platforms, presets, submit
 from simclr_pipeline.components import DEFAULT_IMAGE_REPO, DEFAULT_IMAGE_TAG, Images
-from simclr_pipeline.pipeline import (
-    STRUCTURED_OPTIONS,
-    PipelineOptions,
-    Toleration,
-    build_pipeline,
-    pipeline_parameters,
-)
+from simclr_pipeline.options import STRUCTURED_OPTIONS, PipelineOptions, Toleration
+from simclr_pipeline.pipeline import build_pipeline, pipeline_parameters
 
 
 class CliError(UserError):
