@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from kfp import local
-from simclr_pipeline import adapters, cli, platforms, presets
+from simclr_pipeline import adapters, cli, locations, platforms, presets, ui
 from simclr_pipeline.options import PipelineOptions, Toleration
 from simclr_pipeline.pipeline import build_pipeline, pipeline_parameters
 
@@ -272,30 +272,30 @@ def test_component_arguments_fit_the_task_configs():
 
 
 def test_metrics_flattening_and_html(tmp_path):
-    flat = adapters.flatten_metrics(
+    flat = ui.flatten_metrics(
         {"knn_top1": 0.5, "baseline": {"knn_top1": 0.2}, "name": "x", "ok": True, "steps": 4}
     )
     assert flat == {"knn_top1": 0.5, "baseline_knn_top1": 0.2, "steps": 4.0}
     png = tmp_path / "a.png"
     png.write_bytes(b"\x89PNG fake")
-    page = adapters.images_html("T <1>", {"preview": str(png), "missing": str(tmp_path / "b.png")})
+    page = ui.images_html("T <1>", {"preview": str(png), "missing": str(tmp_path / "b.png")})
     assert "data:image/png;base64,iVBORyBmYWtl" in page and "T &lt;1&gt;" in page
     assert "missing" not in page
-    md = adapters.inline_images("![x](a.png) and [y](other.png)", str(tmp_path))
+    md = ui.inline_images("![x](a.png) and [y](other.png)", str(tmp_path))
     assert "](data:image/png;base64," in md and "(other.png)" in md
 
 
 def test_run_scoped_and_display_uris():
-    assert adapters.run_scoped_uri("gs://b/tb/", "123") == "gs://b/tb/123"
+    assert locations.run_scoped_uri("gs://b/tb/", "123") == "gs://b/tb/123"
 
     class Art:
         path = "/gcs/b/root/pretrain/model"
         uri = "gs://b/root/pretrain/model"
 
-    assert adapters.display_uri("/gcs/b/root/pretrain/model/tensorboard", Art) == (
+    assert locations.display_uri("/gcs/b/root/pretrain/model/tensorboard", Art) == (
         "gs://b/root/pretrain/model/tensorboard"
     )
-    assert adapters.display_uri("gs://x/y", Art) == "gs://x/y"
+    assert locations.display_uri("gs://x/y", Art) == "gs://x/y"
 
 
 def test_summary_json_roundtrip(tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from simclr import storage
 from simclr.errors import UserError
-from simclr_pipeline import adapters, platforms
+from simclr_pipeline import locations, platforms
 
 from tests.fixtures_s3 import start_moto_server
 
@@ -96,8 +96,8 @@ def test_default_checkpoint_and_log_dirs_are_writable(as_namespace):
     # sync.py: defaultPipelineRoot = minio://mlpipeline/private-artifacts/<ns>/v2/artifacts
     root = f"minio://{S3_BUCKET_NAME}/private-artifacts/{NAMESPACE}/v2/artifacts"
     model = _Artifact(f"{root}/simclr-cifar10/run-1/pretrain/3/model")
-    _write_and_read(adapters.checkpoint_dir_for(model, "", "run-1"))
-    _write_and_read(adapters.tensorboard_dir_for(model, "", "run-1", env={}))
+    _write_and_read(locations.checkpoint_dir_for(model, "", "run-1"))
+    _write_and_read(locations.tensorboard_dir_for(model, "", "run-1", env={}))
 
 
 @pytest.mark.parametrize(

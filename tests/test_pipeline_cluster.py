@@ -24,7 +24,7 @@ import pytest
 import yaml
 from simclr import storage
 from simclr.errors import UserError
-from simclr_pipeline import adapters, cli, platforms
+from simclr_pipeline import adapters, cli, locations, platforms
 
 from tests.component_runner import pretrain_executor_input
 from tests.fixtures_gcs import free_ports
@@ -115,7 +115,7 @@ def test_killed_pretrain_resumes_from_the_object_store(
             executor_input = executor_input or executor_input_of_pretrain(proc.pid)
             if executor_input and checkpoint_dir is None:
                 run_id = executor_input["inputs"]["parameterValues"]["run_id"]
-                checkpoint_dir = adapters.run_scoped_uri(checkpoint_root, run_id, "checkpoints")
+                checkpoint_dir = locations.run_scoped_uri(checkpoint_root, run_id, "checkpoints")
             if checkpoint_dir and (latest_checkpoint_step(checkpoint_dir) or 0) >= 4:
                 break
             time.sleep(0.2)
@@ -232,13 +232,13 @@ def test_checkpoints_default_to_the_artifact_uri_not_the_pod_disk():
             self.uri, self.path = uri, path
 
     # Kubeflow's artifact URIs (gs://, and KFP's MinIO as S3) vs the pod's local copy.
-    assert adapters.durable_uri(Art("gs://b/root/run/pretrain/1/model", "/gcs/b/x")) == (
+    assert locations.durable_uri(Art("gs://b/root/run/pretrain/1/model", "/gcs/b/x")) == (
         "gs://b/root/run/pretrain/1/model"
     )
-    assert adapters.durable_uri(Art("minio://mlpipeline/v2/artifacts/m", "/minio/x")) == (
+    assert locations.durable_uri(Art("minio://mlpipeline/v2/artifacts/m", "/minio/x")) == (
         "s3://mlpipeline/v2/artifacts/m"
     )
-    assert adapters.durable_uri(Art("/local/root/model", "/local/root/model")) == (
+    assert locations.durable_uri(Art("/local/root/model", "/local/root/model")) == (
         "/local/root/model"
     )
 
@@ -247,10 +247,10 @@ def test_kfp_minio_store_without_credentials_is_one_line():
     class Art:
         uri, path = "minio://mlpipeline/v2/artifacts/m", "/minio/mlpipeline/v2/artifacts/m"
 
-    uri = adapters.storage.join(adapters.durable_uri(Art), "checkpoints")
+    uri = adapters.storage.join(locations.durable_uri(Art), "checkpoints")
     with pytest.raises(UserError, match="--s3_secret=mlpipeline-minio-artifact"):
-        adapters.check_s3_settings(uri, Art, env={})
-    adapters.check_s3_settings(
+        locations.check_s3_settings(uri, Art, env={})
+    locations.check_s3_settings(
         uri, Art, env={"AWS_ENDPOINT_URL": "http://m:9000", "AWS_ACCESS_KEY_ID": "k"}
     )
 

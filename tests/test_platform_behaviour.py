@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from simclr.errors import UserError
-from simclr_pipeline import adapters, cli, presets
+from simclr_pipeline import cli, locations, presets
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -194,8 +194,8 @@ def test_default_kubeflow_compile_reaches_kfps_seaweedfs(tmp_path, task):
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(env)
     if task == "pretrain":
         model = _Artifact(UPSTREAM_DEFAULT_ROOT.format(ns="team-a") + "/run/pretrain/1/model")
-        checkpoints = adapters.checkpoint_dir_for(model, "", "run")
-        adapters.check_s3_settings(checkpoints, model, env)  # does not stop the task
+        checkpoints = locations.checkpoint_dir_for(model, "", "run")
+        locations.check_s3_settings(checkpoints, model, env)  # does not stop the task
 
 
 def test_without_the_secret_pretrain_says_so_before_training(tmp_path):
@@ -204,7 +204,7 @@ def test_without_the_secret_pretrain_says_so_before_training(tmp_path):
     assert "AWS_ACCESS_KEY_ID" not in env and "AWS_ENDPOINT_URL" not in env
     model = _Artifact(UPSTREAM_DEFAULT_ROOT.format(ns="team-a") + "/run/pretrain/1/model")
     with pytest.raises(UserError, match=f"--s3_secret={UPSTREAM_KFP_SECRET}"):
-        adapters.check_s3_settings(adapters.checkpoint_dir_for(model, "", "run"), model, env)
+        locations.check_s3_settings(locations.checkpoint_dir_for(model, "", "run"), model, env)
 
 
 def test_no_file_names_the_removed_minio_service():
@@ -228,8 +228,8 @@ def test_checkpoints_and_logs_beside_the_model_not_inside():
     DownloadBlob of the artifact's key prefix): anything inside `model` travels to evaluate."""
     root = UPSTREAM_DEFAULT_ROOT.format(ns="team-a")
     model = _Artifact(f"{root}/simclr-cifar10/run-1/pretrain/7/model", "/minio/x/model")
-    checkpoints = adapters.checkpoint_dir_for(model, "", "run-1")
-    logs = adapters.tensorboard_dir_for(model, "", "run-1", env={})
+    checkpoints = locations.checkpoint_dir_for(model, "", "run-1")
+    logs = locations.tensorboard_dir_for(model, "", "run-1", env={})
     s3_model = "s3://" + model.uri[len("minio://") :]
     for uri in (checkpoints, logs):
         assert uri.startswith("s3://mlpipeline/private-artifacts/team-a/")  # sync.py allows it
@@ -240,13 +240,14 @@ def test_checkpoints_and_logs_beside_the_model_not_inside():
         "gs://b/root/123/job/pretrain_9/model", "/gcs/b/root/123/job/pretrain_9/model"
     )
     assert (
-        adapters.checkpoint_dir_for(vertex, "", "r") == "gs://b/root/123/job/pretrain_9/checkpoints"
+        locations.checkpoint_dir_for(vertex, "", "r")
+        == "gs://b/root/123/job/pretrain_9/checkpoints"
     )
-    vertex_logs = adapters.tensorboard_dir_for(vertex, "", "r", env={})
+    vertex_logs = locations.tensorboard_dir_for(vertex, "", "r", env={})
     assert vertex_logs == "gs://b/root/123/job/pretrain_9/tensorboard_logs"
     env = {"AIP_TENSORBOARD_LOG_DIR": "gs://b/aip/logs/"}
-    assert adapters.tensorboard_dir_for(vertex, "", "r", env=env) == "gs://b/aip/logs/"
-    assert adapters.tensorboard_dir_for(vertex, "gs://tb", "r", env=env) == "gs://tb/r"
+    assert locations.tensorboard_dir_for(vertex, "", "r", env=env) == "gs://b/aip/logs/"
+    assert locations.tensorboard_dir_for(vertex, "gs://tb", "r", env=env) == "gs://tb/r"
 
 
 def test_tensorboard_pointer_is_a_command_that_reads_the_uri():
@@ -254,9 +255,9 @@ def test_tensorboard_pointer_is_a_command_that_reads_the_uri():
     from simclr import storage
 
     model = _Artifact(UPSTREAM_DEFAULT_ROOT.format(ns="ns") + "/p/r/pretrain/1/model")
-    logs = adapters.tensorboard_dir_for(model, "", "r", env={})
-    markdown = adapters.tensorboard_markdown(
-        logs, adapters.checkpoint_dir_for(model, "", "r"), True
+    logs = locations.tensorboard_dir_for(model, "", "r", env={})
+    markdown = locations.tensorboard_markdown(
+        logs, locations.checkpoint_dir_for(model, "", "r"), True
     )
     assert "minio://" not in markdown
     command = re.search(r"make tensorboard LOGDIR=(\S+)", markdown)
@@ -495,8 +496,8 @@ def test_dirs_beside_the_model_do_not_collide_with_pretrains_outputs(tmp_path):
     assert {"model", "tensorboard"} <= outputs
     model = _Artifact("gs://b/root/run/pretrain/1/model", "/gcs/b/root/run/pretrain/1/model")
     for uri in (
-        adapters.checkpoint_dir_for(model, "", "run"),
-        adapters.tensorboard_dir_for(model, "", "run", env={}),
+        locations.checkpoint_dir_for(model, "", "run"),
+        locations.tensorboard_dir_for(model, "", "run", env={}),
     ):
         assert uri.rsplit("/", 1)[-1] not in outputs, uri
 

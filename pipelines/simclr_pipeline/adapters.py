@@ -11,9 +11,7 @@ module is importable without TensorFlow; the compile path never imports it at al
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
 import importlib
 import os
 import typing
@@ -23,7 +21,8 @@ from typing import Any
 from simclr import cluster, coerce, storage
 from simclr.errors import UserError, exits_on_user_error
 
-from simclr_pipeline.platforms import KFP_S3_ENDPOINT, KFP_S3_SECRET, MIN_KFP_BACKEND
+from simclr_pipeline import locations, ui
+from simclr_pipeline.platforms import MIN_KFP_BACKEND
 
 
 class AdapterError(UserError):
@@ -60,55 +59,6 @@ def config_kwargs(config_cls: type, params: Mapping[str, Any], options: Mapping[
     return kwargs
 
 
-def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of a nested dict, keys joined with '_' (Metrics artifacts are flat)."""
-    flat: dict[str, float] = {}
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_metrics(value, prefix=f"{name}_"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[name] = float(value)
-    return flat
-
-
-# Echoed configuration, not results: kept in the task's metrics.json, not in the UI.
-_NOT_METRICS = ("settings", "config")
-
-
-def log_metrics(artifact: Any, metrics: Mapping[str, Any]) -> None:
-    results = {k: v for k, v in metrics.items() if k not in _NOT_METRICS}
-    for name, value in sorted(flatten_metrics(results).items()):
-        artifact.log_metric(name, value)
-
-
-def images_html(title: str, images: Mapping[str, str]) -> str:
-    """A standalone HTML page embedding PNG files as base64 (renders in the KFP UI)."""
-    parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"]
-    parts.append(f"<h2>{html.escape(title)}</h2>")
-    for caption, path in images.items():
-        if not os.path.exists(path):
-            continue
-        with open(path, "rb") as f:
-            data = base64.b64encode(f.read()).decode("ascii")
-        parts.append(
-            f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'/>"
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        )
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def inline_images(markdown: str, base_dir: str) -> str:
-    """Replaces `](name.png)` links to files in base_dir by data URIs (the UI has no base_dir)."""
-    for name in sorted(os.listdir(base_dir)):
-        if name.endswith(".png") and f"]({name})" in markdown:
-            with open(os.path.join(base_dir, name), "rb") as f:
-                data = base64.b64encode(f.read()).decode("ascii")
-            markdown = markdown.replace(f"]({name})", f"](data:image/png;base64,{data})")
-    return markdown
-
-
 def check_resolved(name: str, value: str) -> None:
     """Stops (one line) when the backend handed over a placeholder instead of its value:
     older KFP backends pass `{{$.pipeline_job_uuid}}` through verbatim, and every run
@@ -126,108 +76,6 @@ def is_chief_process(env: Mapping[str, str] | None = None) -> bool:
     TF_CONFIG: the only process. A TF_CONFIG TensorFlow would refuse: a UserError."""
 
     return cluster.is_chief(env)
-
-
-def durable_uri(artifact: Any) -> str:
-    """Where an artifact's data lives beyond the pod: its remote URI (gs://, s3://; KFP's
-    minio:// is S3), or its local path when that is all there is (kfp.local, Vertex's
-    /gcs FUSE paths have gs:// URIs)."""
-    uri = artifact.uri or ""
-    if uri.startswith("minio://"):
-        return "s3://" + uri[len("minio://") :]
-    if storage.is_remote(uri):
-        return uri
-    return artifact.path
-
-
-def check_s3_settings(uri: str, artifact: Any, env: Mapping[str, str] | None = None) -> None:
-    """KFP's own MinIO store is reachable only with its endpoint and keys in the
-    environment: say so in one line instead of failing somewhere inside boto3."""
-    env = os.environ if env is None else env
-    if not (artifact.uri or "").startswith("minio://") or not uri.startswith("s3://"):
-        return
-    missing = [n for n in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID") if not env.get(n)]
-    if missing:
-        raise UserError(
-            f"checkpoints go to KFP's object store ({uri}) but {', '.join(missing)} "
-            f"is not set: compile with --s3_secret={KFP_S3_SECRET} "
-            f"--s3_endpoint_url={KFP_S3_ENDPOINT} (the defaults), or set checkpoint_root"
-        )
-
-
-def run_scoped_uri(root: str, run_id: str, *parts: str) -> str:
-    """`<root>/<run id>/...`: stable across retries of one run, distinct between runs."""
-    return "/".join([root.rstrip("/"), run_id, *parts])
-
-
-def display_uri(path: str, artifact: Any) -> str:
-    """Turns a path inside `artifact.path` into the artifact's URI form (gs://, minio://...)."""
-    if path.startswith(artifact.path) and artifact.uri and artifact.uri != artifact.path:
-        return artifact.uri.rstrip("/") + path[len(artifact.path.rstrip("/")) :]
-    return path
-
-
-# Set by a Vertex AI CustomJob created with a TensorBoard instance (--vertex_tensorboard).
-VERTEX_TENSORBOARD_ENV = "AIP_TENSORBOARD_LOG_DIR"
-
-
-def beside(artifact: Any, name: str) -> str:
-    """`<the artifact's durable URI, minus its last part>/<name>`: next to the artifact in the
-    task's output folder (same on every retry of the task), not inside it, so a later step
-    that downloads the artifact does not download this too."""
-    return storage.join(durable_uri(artifact).rstrip("/").rsplit("/", 1)[0], name)
-
-
-def checkpoint_dir_for(model: Any, checkpoint_root: str, run_id: str) -> str:
-    """Durable and stable across retries of this task (a retry re-runs the pod with the
-    same output URIs): under checkpoint_root/<run id>, else beside the model artifact. Never
-    model.path on Kubeflow: that is the pod's scratch space, uploaded only on success."""
-    if checkpoint_root:
-        return run_scoped_uri(checkpoint_root, run_id, "checkpoints")
-    return beside(model, "checkpoints")
-
-
-def tensorboard_dir_for(
-    model: Any, tensorboard_root: str, run_id: str, env: Mapping[str, str] | None = None
-) -> str:
-    """Run-scoped and written live: tensorboard_root/<run id>, else Vertex AI's
-    AIP_TENSORBOARD_LOG_DIR when set, else beside the model artifact (in the pipeline root,
-    which on Kubeflow is the object store, so TensorBoard can follow it while it trains)."""
-    env = os.environ if env is None else env
-    if tensorboard_root:
-        return run_scoped_uri(tensorboard_root, run_id)
-    # Not "tensorboard": that is the name of pretrain's Markdown output, beside it too.
-    return env.get(VERTEX_TENSORBOARD_ENV) or beside(model, "tensorboard_logs")
-
-
-def tensorboard_command(logdir: str) -> str:
-    """A command that opens `logdir` (TensorBoard and simclr.storage read gs:// and s3://)."""
-    credentials = {
-        "s3://": "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set (on "
-        "Kubeflow: the mlpipeline-minio-artifact Secret of your namespace and the SeaweedFS "
-        "Service, e.g. `kubectl port-forward -n kubeflow svc/seaweedfs 9000:9000`)",
-        "gs://": "Google credentials that may read the bucket",
-    }
-    need = next((v for k, v in credentials.items() if logdir.startswith(k)), "")
-    return f"make tensorboard LOGDIR={logdir}" + (f"   # with {need}" if need else "")
-
-
-def tensorboard_markdown(logdir: str, checkpoint_dir: str, live: bool) -> str:
-    where = (
-        "written live during training"
-        if live
-        else "on this machine's disk (kfp.local); set the `tensorboard_root` pipeline "
-        "parameter to a gs:// or s3:// URI to write them to a bucket"
-    )
-    return (
-        "# TensorBoard\n\n"
-        f"Logs: `{logdir}` ({where}).\n\n"
-        "From a checkout of simclr-kfp:\n\n"
-        f"```\n{tensorboard_command(logdir)}\n```\n\n"
-        "In the Kubeflow dashboard: Tensorboards -> New TensorBoard -> Object store link "
-        f"`{logdir}` (s3:// needs a PodDefault with the credentials; docs/pipelines.md).\n\n"
-        f"Checkpoints (a retried task resumes from them): `{checkpoint_dir}`\n"
-    )
 
 
 def _run_task(module_name: str, config_name: str, params: dict, options: Mapping) -> dict:
@@ -281,12 +129,12 @@ def augment(dataset, policy, preview, augment_metrics, *, options: Mapping, **pa
     policy.metadata["file"] = "policy.json"
     storage.write_text(
         preview.path,
-        images_html(
+        ui.images_html(
             "Augmentation preview (images and their two augmented views)",
             {"preview": os.path.join(policy.path, "preview.png")},
         ),
     )
-    log_metrics(augment_metrics, metrics)
+    ui.log_metrics(augment_metrics, metrics)
     return metrics
 
 
@@ -310,18 +158,18 @@ def pretrain(
     check_resolved("run_id", run_id)
     params["require_gpu"] = num_gpus > 0
     chief = is_chief_process()
-    logdir = tensorboard_dir_for(model, tensorboard_root, run_id)
-    checkpoint_dir = checkpoint_dir_for(model, checkpoint_root, run_id)
-    check_s3_settings(checkpoint_dir, model)
-    check_s3_settings(logdir, model)
+    logdir = locations.tensorboard_dir_for(model, tensorboard_root, run_id)
+    checkpoint_dir = locations.checkpoint_dir_for(model, checkpoint_root, run_id)
+    locations.check_s3_settings(checkpoint_dir, model)
+    locations.check_s3_settings(logdir, model)
     shown_logdir = logdir
     if chief:
         os.makedirs(model.path, exist_ok=True)
         storage.write_text(
             tensorboard.path,
-            tensorboard_markdown(logdir, checkpoint_dir, live=storage.is_remote(logdir)),
+            locations.tensorboard_markdown(logdir, checkpoint_dir, live=storage.is_remote(logdir)),
         )
-        print(f"TensorBoard logs: {logdir}  ({tensorboard_command(logdir)})", flush=True)
+        print(f"TensorBoard logs: {logdir}  ({locations.tensorboard_command(logdir)})", flush=True)
     print(f"Checkpoints: {checkpoint_dir}", flush=True)
     metrics = _run_task(
         "pretrain",
@@ -341,7 +189,7 @@ def pretrain(
         # paths; only the chief may write them. Exiting here skips KFP's executor_output.
         print("simclr pretrain: worker done; the chief writes the outputs", flush=True)
         raise SystemExit(0)
-    log_metrics(pretrain_metrics, metrics)
+    ui.log_metrics(pretrain_metrics, metrics)
     model.metadata.update(
         {
             "framework": "tensorflow",
@@ -386,7 +234,7 @@ def saved_model_metadata(model: Any) -> dict:
 
 def saved_model_uri(model: Any) -> str:
     """The SavedModel's durable URI (gs://, s3://; a local path under kfp.local)."""
-    return storage.join(durable_uri(model), *SAVED_MODEL_DIR.split("/"))
+    return storage.join(locations.durable_uri(model), *SAVED_MODEL_DIR.split("/"))
 
 
 @exits_on_user_error
@@ -403,7 +251,7 @@ def embed(dataset, model, embeddings, embed_metrics, *, options: Mapping, **para
         },
         options,
     )
-    log_metrics(embed_metrics, {k: v for k, v in metrics.items() if k != "splits"})
+    ui.log_metrics(embed_metrics, {k: v for k, v in metrics.items() if k != "splits"})
     splits = metrics.get("splits", {})
     embeddings.metadata.update(
         {
@@ -441,7 +289,7 @@ def evaluate(
     params["max_train_examples"] = params.get("max_train_examples") or None
     # The same log directory as pretraining: evaluate adds its own "eval" run inside.
     tensorboard_dir = (
-        run_scoped_uri(tensorboard_root, run_id)
+        locations.run_scoped_uri(tensorboard_root, run_id)
         if tensorboard_root
         else model.metadata.get("tensorboard_dir", "")
     )
@@ -457,15 +305,15 @@ def evaluate(
         },
         options,
     )
-    log_metrics(eval_metrics, metrics)
+    ui.log_metrics(eval_metrics, metrics)
     _log_confusion_matrix(confusion_matrix, os.path.join(evaluation.path, "confusion_matrix.json"))
     report_file = os.path.join(evaluation.path, "report.md")
     if os.path.exists(report_file):
         with open(report_file) as f:
-            storage.write_text(report.path, inline_images(f.read(), evaluation.path))
+            storage.write_text(report.path, ui.inline_images(f.read(), evaluation.path))
     storage.write_text(
         plots.path,
-        images_html(
+        ui.images_html(
             "Evaluation",
             {
                 "embedding": os.path.join(evaluation.path, "embedding.png"),
