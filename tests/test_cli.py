@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from kfp import local
-from simclr_pipeline import adapters, cli, locations, platforms, presets, ui
+from simclr_pipeline import adapters, cli, local_run, locations, platforms, presets, ui
 from simclr_pipeline.options import PipelineOptions, Toleration
 from simclr_pipeline.pipeline import build_pipeline, pipeline_parameters
 
@@ -111,7 +111,7 @@ def test_run_docker_with_a_missing_host_eval_source_is_one_line(tmp_path, capsys
 
 
 def test_docker_runner_settings_are_accepted_by_kfp(tmp_path):
-    kwargs = cli.docker_runner_kwargs([str(tmp_path)])
+    kwargs = local_run.docker_runner_kwargs([str(tmp_path)])
     assert set(kwargs) <= local.DockerRunner.DOCKER_CONTAINER_RUN_ARGS
     local.DockerRunner(**kwargs)  # kfp's own check of the arguments
     uid, gid = kwargs["user"].split(":")
@@ -124,10 +124,10 @@ def test_docker_runner_settings_are_accepted_by_kfp(tmp_path):
 def test_host_path_source(tmp_path, monkeypatch):
     (tmp_path / "a.tar.gz").write_bytes(b"")
     monkeypatch.chdir(tmp_path)
-    assert cli.host_path_source("a.tar.gz") == str(tmp_path / "a.tar.gz")
-    assert cli.host_path_source(str(tmp_path / "a.tar.gz")) == str(tmp_path / "a.tar.gz")
+    assert local_run.host_path_source("a.tar.gz") == str(tmp_path / "a.tar.gz")
+    assert local_run.host_path_source(str(tmp_path / "a.tar.gz")) == str(tmp_path / "a.tar.gz")
     for uri in ("https://example.org/c.tar.gz", "gs://b/c.tar.gz", "s3://b/c.tar.gz", "", None):
-        assert cli.host_path_source(uri) is None
+        assert local_run.host_path_source(uri) is None
 
 
 def test_compile_options_from_flags():
@@ -185,7 +185,7 @@ def test_summary_format(tmp_path):
             "tensorboard": "/r/tensorboard/1",
         },
     }
-    text = cli.format_summary(summary)
+    text = local_run.format_summary(summary)
     assert "knn_top1                    0.4100      0.2800" in text
     assert "linear_top1                 0.4500      0.3300" in text
     assert "make tensorboard LOGDIR=/r/tensorboard/1" in text
@@ -311,7 +311,7 @@ def test_summary_json_roundtrip(tmp_path):
         "model": A(tmp_path / "m", {"tensorboard_logdir": "/tb/1"}),
         "evaluation": A(tmp_path / "e"),
     }
-    summary = cli.summarize(outputs, tmp_path, 12.3, "test")
+    summary = local_run.summarize(outputs, tmp_path, 12.3, "test")
     assert summary["pretrain"] == {"final_loss": 1.0}
     assert summary["evaluation"] == {"knn_top1": 0.3}
     assert summary["paths"]["tensorboard"] == "/tb/1"
@@ -324,8 +324,8 @@ def test_unreadable_metrics_are_an_error_not_empty(tmp_path, content, message):
     path = tmp_path / "metrics.json"
     if content is not None:
         path.write_text(content)
-    with pytest.raises(cli.CliError, match=message):
-        cli._read_json(str(path))
+    with pytest.raises(local_run.LocalRunError, match=message):
+        local_run._read_json(str(path))
 
 
 def test_run_local_failure_is_one_line(tmp_path, capsys):

@@ -333,7 +333,7 @@ def test_pipeline_read_the_host_folder_in_place(docker_pipeline, host_photos):
     assert content["labelled"] is True and len(content["class_names"]) == 10
     assert content["splits"]["test"]["num_examples"] == 600
     assert manifest.stat().st_uid == os.getuid()  # written by the caller's UID
-    # Mounted read-only (cli.docker_runner_kwargs) and left exactly as it was.
+    # Mounted read-only (local_run.docker_runner_kwargs) and left exactly as it was.
     assert _snapshot(host_photos) == docker_pipeline["host_before"]
 
 

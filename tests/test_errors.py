@@ -10,7 +10,7 @@ import sys
 import pytest
 from simclr import errors
 from simclr.errors import UserError
-from simclr_pipeline import adapters, cli, params, platforms, submit
+from simclr_pipeline import adapters, cli, local_run, params, platforms, submit
 
 
 @errors.exits_on_user_error
@@ -39,6 +39,7 @@ def test_a_bug_is_not_reported_as_the_users_mistake(capsys):
     [
         adapters.AdapterError,
         cli.CliError,
+        local_run.LocalRunError,
         params.ParamError,
         platforms.PlatformError,
         submit.SubmitError,

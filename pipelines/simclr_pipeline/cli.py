@@ -13,7 +13,6 @@ time by `simclr_pipeline.platforms`) are printed as one line (`error: ...`), exi
 import argparse
 import dataclasses
 import json
-import os
 import re
 import sys
 import time
@@ -24,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from kfp import compiler, local
-from simclr import errors, knobs, storage
+from simclr import errors, knobs
 from simclr.errors import UserError
 
+from simclr_pipeline import local_run, platforms, presets, submit
 from simclr_pipeline import params as params_lib
-from simclr_pipeline import platforms, presets, submit
 from simclr_pipeline.components import DEFAULT_IMAGE_REPO, DEFAULT_IMAGE_TAG, Images
 from simclr_pipeline.options import STRUCTURED_OPTIONS, PipelineOptions, Toleration
 from simclr_pipeline.pipeline import build_pipeline, pipeline_parameters
@@ -222,60 +221,6 @@ def run_arguments(
     return params_lib.coerce_parameters(merged, types)
 
 
-# Pipeline parameters that may name a path on this machine (run-docker mounts them).
-HOST_INPUTS = ("source", "eval_source")
-
-
-def host_path_source(source: str | None, name: str = "source") -> str | None:
-    """The absolute path of a --source (or eval_source) on this machine's disk (None for
-    URLs and URIs).
-
-    run-docker bind-mounts it read-only into the containers at that same path."""
-    if not source or "://" in source:
-        return None
-    path = Path(source).expanduser().resolve()
-    if not path.exists():
-        raise CliError(f"--{name} {source}: no such file or folder")
-    return str(path)
-
-
-def docker_runner_kwargs(read_only_paths: Sequence[str] = ()) -> dict[str, Any]:
-    """`containers.run` arguments of DockerRunner beyond what kfp.local sets (the pipeline
-    root mount): the calling user's UID in group 0, which our images support, so files
-    under --root stay ours; host networking, so nothing but the host's own network is
-    used; host inputs mounted read-only at their own path (never copied into an image)."""
-    from docker.types import Mount  # optional: only run-docker needs it
-
-    kwargs: dict[str, Any] = {
-        "network_mode": "host",
-        "mounts": [Mount(target=p, source=p, type="bind", read_only=True) for p in read_only_paths],
-    }
-    if hasattr(os, "getuid"):
-        kwargs["user"] = f"{os.getuid()}:0"
-    return kwargs
-
-
-def make_runner(kind: str, read_only_paths: Sequence[str] = ()):
-    if kind == "subprocess":
-        # use_venv=False: run the components in this environment, where simclr is installed.
-        return local.SubprocessRunner(use_venv=False)
-    try:
-        import docker
-
-        runner = local.DockerRunner(**docker_runner_kwargs(read_only_paths))
-        docker.from_env().ping()
-    except ImportError as err:
-        raise CliError(
-            "run-docker needs the 'docker' Python package and a Docker engine (pip install docker)"
-        ) from err
-    except Exception as err:  # docker.errors.DockerException: no socket, daemon down, ...
-        reason = " ".join(str(err).split())[:200]
-        raise CliError(
-            f"run-docker needs a running Docker engine; none reachable ({reason})"
-        ) from err
-    return runner
-
-
 def cmd_run(args: argparse.Namespace, runner_kind: str) -> int:
     root = Path(args.root).resolve()
     pipeline = build_pipeline(pipeline_options(args))
@@ -283,11 +228,11 @@ def cmd_run(args: argparse.Namespace, runner_kind: str) -> int:
     # Local runs write TensorBoard logs beside the artifacts unless told otherwise.
     arguments = run_arguments(args, types, defaults={"tensorboard_root": str(root / "tensorboard")})
     mounts = []
-    for name in HOST_INPUTS if runner_kind == "docker" else ():
-        if path := host_path_source(arguments.get(name), name):
+    for name in local_run.HOST_INPUTS if runner_kind == "docker" else ():
+        if path := local_run.host_path_source(arguments.get(name), name):
             arguments[name] = path
             mounts.append(path)
-    runner = make_runner(runner_kind, mounts)
+    runner = local_run.make_runner(runner_kind, mounts)
     # Expected locally: our images' environment is this one, and Kubernetes resources
     # (CPU, memory, GPUs) mean nothing to kfp.local. Keep the output readable.
     warnings.filterwarnings("ignore", message=".*non-Python base image.*")
@@ -300,9 +245,9 @@ def cmd_run(args: argparse.Namespace, runner_kind: str) -> int:
     except RuntimeError as err:  # kfp.local: "Pipeline ... FAILURE. Inner task failed: ..."
         reason = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(err)).split())[:300]
         raise CliError(f"pipeline failed: {reason} (the task's log is above)") from err
-    summary = summarize(task.outputs, root, time.monotonic() - started, args.preset)
+    summary = local_run.summarize(task.outputs, root, time.monotonic() - started, args.preset)
     (root / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    print(format_summary(summary))
+    print(local_run.format_summary(summary))
     return 0
 
 
@@ -358,73 +303,6 @@ def cmd_params(args: argparse.Namespace) -> int:
     for name in sorted(types):
         print(f"{name:<26} {types[name]:<15} {json.dumps(values.get(name))}")
     return 0
-
-
-# ---------------------------------------------------------------------------------------
-# The summary printed after a local run
-# ---------------------------------------------------------------------------------------
-
-
-def _read_json(path: str) -> dict:
-    """A metrics file the finished run wrote; a missing or broken one is an error, not {}."""
-    try:
-        data = storage.read_json(path)
-    except UserError as err:
-        raise CliError(f"the run finished but its metrics are unreadable: {err}") from err
-    if not isinstance(data, dict):
-        raise CliError(f"the run finished but {path} holds no JSON object")
-    return data
-
-
-def summarize(outputs: dict, root: Path, seconds: float, preset: str | None) -> dict[str, Any]:
-    """What the run produced: metrics (pretrained vs baseline) and where things are."""
-    model, evaluation = outputs["model"], outputs["evaluation"]
-    eval_metrics = _read_json(os.path.join(evaluation.path, "metrics.json"))
-    logdir = model.metadata.get("tensorboard_logdir") or os.path.join(model.path, "tensorboard")
-    return {
-        "preset": preset,
-        "seconds": round(seconds, 1),
-        "pretrain": _read_json(os.path.join(model.path, "metrics.json")),
-        "evaluation": eval_metrics,
-        "paths": {
-            "root": str(root),
-            "model": model.path,
-            "encoder": os.path.join(model.path, "encoder"),
-            "evaluation": evaluation.path,
-            "report": os.path.join(evaluation.path, "report.md"),
-            "tensorboard": logdir,
-        },
-    }
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value))
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    ev, pre, paths = summary["evaluation"], summary["pretrain"], summary["paths"]
-    baseline = ev.get("baseline") or {}
-    names = sorted(k for k, v in ev.items() if k.endswith("_top1") and isinstance(v, (int, float)))
-    lines = [
-        f"\nSimCLR pipeline finished in {summary['seconds']:.0f}s (preset: {summary['preset']})",
-        "",
-        f"  {'metric':<22}{'pretrained':>12}{'baseline':>12}",
-    ]
-    lines += [f"  {n:<22}{_fmt(ev.get(n)):>12}{_fmt(baseline.get(n)):>12}" for n in names]
-    lines += [
-        "",
-        "  pretraining: "
-        + ", ".join(
-            f"{k} {_fmt(pre.get(k))}" for k in ("final_loss", "steps", "images_per_second")
-        ),
-        "",
-        f"  encoder:      {paths['encoder']}",
-        f"  evaluation:   {paths['evaluation']}  (report.md, metrics.json, confusion matrix, plots)",
-        f"  all artifacts under {paths['root']}",
-        f"  TensorBoard logs: {paths['tensorboard']}",
-        f"    make tensorboard LOGDIR={paths['tensorboard']}",
-    ]
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------
