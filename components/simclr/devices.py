@@ -11,6 +11,8 @@ import ctypes
 import glob
 from pathlib import Path
 
+import tensorflow as tf
+
 from simclr.errors import UserError
 
 DRIVER_VERSION_FILE = Path("/proc/driver/nvidia/version")
@@ -40,8 +42,6 @@ def nvidia_driver() -> str:
 
 def tensorflow_build() -> str:
     """TensorFlow's version and the CUDA/cuDNN versions it was built with."""
-    import tensorflow as tf
-
     info = tf.sysconfig.get_build_info()
     if not info.get("is_cuda_build"):
         return f"TensorFlow {tf.__version__} is a CPU-only build"
@@ -53,8 +53,6 @@ def tensorflow_build() -> str:
 
 def require_gpu() -> list[str]:
     """Names of the GPUs TensorFlow sees; UserError when there are none."""
-    import tensorflow as tf
-
     gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
     if not gpus:
         raise UserError(

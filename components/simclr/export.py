@@ -36,9 +36,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import keras
+import tensorflow as tf
+
 from simclr import storage
 from simclr.errors import UserError
 from simclr.images.resize import default_stored_size
+from simclr.model import _for_export, make_image_encoder, resolve_stem
 
 SAVED_MODEL_DIR = "saved_model"
 CONFIG_FILE = "config.json"
@@ -51,19 +55,12 @@ FORMAT = "simclr-saved-model"
 FORMAT_VERSION = 1
 
 
-def _tf():
-    import tensorflow as tf
-
-    return tf
-
-
 def resized_dimensions(height, width, stored_size: int):
     """(new_height, new_width) int32 tensors: the shorter side at ``stored_size``.
 
     The tensor twin of ``simclr.images.resize.stored_dimensions`` (round half up, in
     integers; ties: a square's both sides).
     """
-    tf = _tf()
     h, w = tf.cast(height, tf.int64), tf.cast(width, tf.int64)
     s = tf.constant(stored_size, tf.int64)
     width_shorter = w <= h
@@ -80,7 +77,6 @@ def fit_to_training_size(images, image_size: int, stored_size: int | None = None
     uint8, centre-crop ``image_size``. Evaluation of stored records (whose shorter
     side is ``stored_size``) is this function without its resize.
     """
-    tf = _tf()
     stored_size = int(stored_size or default_stored_size(image_size))
     images = tf.convert_to_tensor(images)
     shape = tf.shape(images)
@@ -107,7 +103,6 @@ def fit_to_training_size(images, image_size: int, stored_size: int | None = None
 
 def decode_images(image_bytes, image_size: int, stored_size: int | None = None):
     """tf.string [N] of encoded pictures (each its own size) -> uint8 [N, S, S, 3]."""
-    tf = _tf()
 
     def one(data):
         image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
@@ -122,7 +117,6 @@ def decode_images(image_bytes, image_size: int, stored_size: int | None = None):
 
 def _uint8_encoder(encoder):
     """The uint8-in float32 encoder evaluation uses (``make_image_encoder``), export-ready."""
-    from simclr.model import _for_export, make_image_encoder
 
     spec = getattr(encoder, "simclr_spec", None)
     model = _for_export(encoder)
@@ -145,7 +139,6 @@ def saved_model_config(model, config: dict[str, Any]) -> dict[str, Any]:
     Facts are looked up in ``config`` and then in ``config["pretrain"]`` (what pretrain
     passes to ``save_encoder``), so either form works.
     """
-    from simclr.model import resolve_stem
 
     nested = config.get("pretrain") if isinstance(config.get("pretrain"), dict) else {}
 
@@ -192,8 +185,6 @@ def saved_model_config(model, config: dict[str, Any]) -> dict[str, Any]:
 
 def build_export_archive(encoder, image_size: int, stored_size: int):
     """A Keras ExportArchive with the two endpoints over ``encoder`` (uint8 in)."""
-    import keras
-    import tensorflow as tf
 
     def outputs(images):
         features = encoder(images, training=False)
@@ -260,7 +251,6 @@ def find_saved_model(model_dir: str) -> str:
 
 def load_saved_model(model_dir: str):
     """(loaded tf.saved_model object, config.json) of an export (gs:// and s3:// too)."""
-    tf = _tf()
     directory = find_saved_model(model_dir)
     config = storage.read_json(storage.join(directory, CONFIG_FILE))
     local = storage.localize_dir(directory) if storage.is_remote(directory) else directory

@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 # Variable names (the last part of ``variable.path``) of BatchNormalization's
@@ -187,8 +188,6 @@ class GlobalLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
     """
 
     def _tf_apply(self, grads, trainable_variables=None):
-        import tensorflow as tf
-
         ctx = tf.distribute.get_replica_context()
         if ctx is None or ctx.num_replicas_in_sync == 1:
             return super()._tf_apply(grads, trainable_variables)
