@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import kfp
 import yaml
 from simclr.errors import UserError
 
@@ -219,8 +220,6 @@ def submit_kubeflow(
 ) -> str:
     """Creates the run; returns its id. Connection/auth problems -> SubmitError."""
     if client_factory is None:
-        import kfp
-
         client_factory = kfp.Client
     host = client_kwargs.get("host")
     try:
