@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from simclr import data
-from simclr.augment import AugmentPolicy, adjust_colour, augment_batch
+from simclr.augment import AugmentPolicy, augment_batch
+
+from tests.fixtures_colour import one_colour_op
 
 FLAT_COLOUR = (0.5, 0.3, 0.1)  # hue 0.0667 (of a turn), saturation 0.8, value 0.5
 VIEWS = 2000
@@ -96,7 +98,7 @@ def test_views_turn_the_hue_as_tf_image_random_hue_does():
 def test_hue_op_equals_tf_image_adjust_hue_on_real_cifar(real_prepared_data, delta):
     images, _ = data.load_arrays(real_prepared_data, "test")
     x = tf.constant(images[:64], tf.float32) / 255.0
-    ours = adjust_colour(x, "hue", tf.fill([64], delta)).numpy()
+    ours = one_colour_op(x, "hue", tf.fill([64], delta)).numpy()
     reference = np.stack([tf.image.adjust_hue(image, delta).numpy() for image in x])
     np.testing.assert_allclose(ours, reference, atol=2e-5)
     assert np.abs(ours - x.numpy()).mean() > 0.005  # a real turn, not the identity

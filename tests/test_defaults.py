@@ -3,8 +3,8 @@
 The pipeline's run-time defaults live in `presets.GPU` (the pipeline signature reads
 it; its pretrain values are PretrainConfig's own), the compile-time ones in
 `PipelineOptions` (the CLI flags are built from it). Component signatures carry no
-defaults. What remains duplicated is checked here: prepare_data's and evaluate's
-defaults, the CIFAR URL, the version and the Makefile.
+defaults. Checked here: that a compiled default reaches its task as the task's own
+default, and what remains duplicated (the version and the Makefile).
 """
 
 import dataclasses
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from simclr import cifar
 from simclr.tasks.evaluate import EvaluateConfig
 from simclr.tasks.prepare_data import PrepareDataConfig
 from simclr.train_config import PretrainConfig
 from simclr_pipeline import __version__, components, presets
+from simclr_pipeline.adapters import config_kwargs
 from simclr_pipeline.components import DEFAULT_IMAGE_REPO, DEFAULT_IMAGE_TAG
 from simclr_pipeline.pipeline import build_pipeline
 from simclr_pipeline.presets import PRETRAIN_KNOBS
@@ -74,16 +74,21 @@ def test_each_pretrain_knob_is_a_pipeline_parameter_that_reaches_pretrain(name):
 
 
 @pytest.mark.parametrize(
-    "preset_name, config_cls, field",
+    "parameter, config_cls, field",
     [
         ("eval_protocols", EvaluateConfig, "protocols"),
         ("baseline", EvaluateConfig, "baseline"),
         ("source", PrepareDataConfig, "source"),
         ("seed", PrepareDataConfig, "seed"),
+        ("label_fractions", PrepareDataConfig, "label_fractions"),
     ],
 )
-def test_gpu_preset_matches_the_task_defaults(preset_name, config_cls, field):
-    assert presets.GPU[preset_name] == _default(config_cls, field)
+def test_a_pipeline_default_reaches_its_task_as_the_tasks_default(parameter, config_cls, field):
+    """The compiled parameter's default, as the pod's adapter coerces it (a comma string
+    for a tuple field), is the task config's own default."""
+    compiled = simclr_pipeline.component_spec.inputs[parameter].default
+    arrived = config_kwargs(config_cls, {field: compiled}, {})[field]
+    assert arrived == _default(config_cls, field)
 
 
 def test_num_shards_and_image_size_are_the_archive_defaults():
@@ -96,12 +101,6 @@ def test_num_shards_and_image_size_are_the_archive_defaults():
     # image_size unset is 32, the archive's size (and the pipeline's default)
     assert _default(PrepareDataConfig, "image_size") is None
     assert presets.GPU["image_size"] == CIFAR_IMAGE_SIZE
-
-
-def test_label_fractions_and_cifar_url_match():
-    fractions = tuple(float(f) for f in presets.GPU["label_fractions"].split(","))
-    assert fractions == _default(PrepareDataConfig, "label_fractions")
-    assert presets.OFFICIAL_CIFAR10_URL == cifar.DEFAULT_SOURCE
 
 
 def test_version_has_one_value():

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from simclr import eval_inputs, evaluation_run, report
 from simclr import evaluate as ev
-from simclr import report
 from simclr.tasks import evaluate as task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,7 +178,7 @@ def test_finetune_trains_fresh_copies_and_never_the_saved_encoder(
     model, _ = load_encoder(tiny_encoder_dir)
     source = _weights(model)
     copies = []
-    make_copy = task._pretrained_factory(model)
+    make_copy = evaluation_run.pretrained_factory(model)
 
     def factory():
         copy = make_copy()
@@ -400,7 +400,7 @@ def test_max_examples_takes_a_seeded_random_subset_not_the_first(tiny_prepared_d
         config = task.EvaluateConfig(
             data_dir=str(sorted_dir), model_dir="", output_dir="", seed=seed
         )
-        return task._load_split(config, "test", 30, 10)
+        return eval_inputs.load_split(config, "test", 30, 10)
 
     images, labels = subset(0)
     assert len(labels) == 30 and len(np.unique(labels)) >= 8

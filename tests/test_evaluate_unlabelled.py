@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from simclr import data
+from simclr import data, eval_inputs
 from simclr.errors import UserError
 from simclr.images import IngestOptions, ingest_images
 from simclr.tasks import evaluate as task
@@ -140,7 +140,7 @@ def test_labelled_image_dataset_runs_every_protocol_on_the_stored_pixels(pretrai
         embedding="pca",
     )
     manifest = data.load_manifest(config.data_dir)
-    train, labels = task._load_split(config, "train", None, 10, manifest)
+    train, labels = eval_inputs.load_split(config, "train", None, 10, manifest)
     # 32 px pictures are stored losslessly (PNG) and not resized: the pixels evaluate
     # reads are the JPEG files' decoded pixels, with their folder's label
     decoded = {

@@ -45,7 +45,7 @@ BAD_PLACES = {  # bad file -> where it goes in the class tree
 
 def _records(data_dir: str, files: list[str]) -> list[dict]:
     import tensorflow as tf
-    from simclr.images.records import parse_features
+    from simclr.images.parsing import parse_features
 
     out = []
     paths = [os.path.join(data_dir, f) for f in files]
@@ -364,12 +364,12 @@ def test_auto_shards_follow_the_tfrecord_guide() -> None:
     [
         ({"image_size": 0}, "--image_size must be >= 1"),
         ({"stored_size": 16}, "--stored_size 16 is below --image_size 32"),
-        ({"image_format": "gif"}, "--image_format must be one of auto, jpeg, png"),
-        ({"test_fraction": 1.0}, r"--test_fraction must be in \[0, 1\)"),
-        ({"on_bad_image": "ignore"}, "--on_bad_image must be skip or fail"),
-        ({"label_fractions": (0.0,)}, r"--label_fractions values must be in \(0, 1\]"),
-        ({"seed": -1}, "--seed must be in"),
-        ({"jpeg_quality": 101}, "--jpeg_quality must be in 1..100"),
+        ({"image_format": "gif"}, "--image_format must be one of auto, jpeg, png, got 'gif'"),
+        ({"test_fraction": 1.0}, "--test_fraction must be < 1, got 1"),
+        ({"on_bad_image": "ignore"}, "--on_bad_image must be one of skip, fail"),
+        ({"label_fractions": (0.0,)}, "--label_fractions must be > 0, got 0"),
+        ({"seed": -1}, "--seed must be >= 0, got -1"),
+        ({"jpeg_quality": 101}, "--jpeg_quality must be <= 100, got 101"),
     ],
 )
 def test_bad_options_are_one_line_errors(changes: dict, message: str) -> None:

@@ -167,8 +167,8 @@ def test_loss_scale_skips_on_every_replica_when_one_overflows():
 )
 def test_training_takes_steps_at_the_scaled_learning_rate(scaling, expected):
     """The optimizer training builds, after warmup, moves an unadapted variable by lr*g."""
-    from simclr.train import build_state
     from simclr.train_config import PretrainConfig, make_plan
+    from simclr.train_state import build_state
 
     config = PretrainConfig(
         data_dir="-", output_dir="-", encoder="resnet18", width_multiplier=0.125,
@@ -188,8 +188,8 @@ def test_training_takes_steps_at_the_scaled_learning_rate(scaling, expected):
 
 def test_float16_training_uses_the_replica_global_loss_scale():
     from simclr.optim import GlobalLossScaleOptimizer
-    from simclr.train import build_state
     from simclr.train_config import PretrainConfig, make_plan
+    from simclr.train_state import build_state
 
     config = PretrainConfig(
         data_dir="-", output_dir="-", encoder="resnet18", width_multiplier=0.125
@@ -217,8 +217,9 @@ def test_training_step_minimises_twice_the_papers_loss():
     variable (BatchNorm beta) moves by lr x the gradient of twice the paper's mean."""
     from simclr.augment import AugmentPolicy
     from simclr.losses import OBJECTIVE_SCALE, nt_xent_loss
-    from simclr.train import build_state, make_train_step
     from simclr.train_config import PretrainConfig, make_plan
+    from simclr.train_state import build_state
+    from simclr.train_step import make_train_step
 
     assert OBJECTIVE_SCALE == 2.0
     config = PretrainConfig(

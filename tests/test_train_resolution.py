@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from simclr import augment, data
+from simclr.augment import blur, crop
 from simclr.errors import UserError
 from simclr.model import build_encoder, load_encoder, resolve_stem
 from simclr.tasks import prepare_data
@@ -48,7 +49,7 @@ def test_policy_preset_follows_the_image_size() -> None:
     assert augment.default_policy(32) == augment.AugmentPolicy()  # CIFAR-10's, unchanged
     imagenet = augment.default_policy(64)
     assert imagenet.color_jitter_strength == 1.0 and imagenet.blur
-    assert imagenet.blur_kernel_fraction == 0.1 and augment.blur_radius(224, imagenet) == 11
+    assert imagenet.blur_kernel_fraction == 0.1 and blur.blur_radius(224, imagenet) == 11
     assert imagenet.crop_area_min == 0.08 and imagenet.flip_prob == 0.5
 
 
@@ -110,8 +111,7 @@ def test_crops_cover_the_whole_stored_picture_with_the_batched_distribution() ->
     area = w * h / (width * height)
     # The box distribution of the batched crop (the kernel's), for the same picture size.
     ref_y, ref_x, ref_h, ref_w = (
-        b.numpy().astype(np.float64)
-        for b in augment.sample_crop_boxes(3, 2 * n, _BARE, height, width)
+        b.numpy().astype(np.float64) for b in crop.sample_crop_boxes(3, 2 * n, _BARE, height, width)
     )
     ref_area = ref_h * ref_w / (width * height)
     assert abs(area.mean() - ref_area.mean()) < 0.06, (area.mean(), ref_area.mean())

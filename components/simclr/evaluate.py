@@ -3,6 +3,8 @@
 All protocols take a *uint8-in* Keras model (``simclr.model.load_encoder`` or
 ``make_image_encoder(build_encoder(...))``: uint8 [N,32,32,3] -> [N, D]) and numpy
 arrays, so they run the same for the pretrained encoder and its random-init baseline.
+Their names and hyper-parameters (``PROTOCOLS``, ``EvalOptions``) are in the
+TensorFlow-free ``simclr.eval_options``.
 
 - kNN (Wu et al. 2018, as in the SimCLR/MoCo CIFAR monitors): L2-normalised features,
   cosine similarity, the k=200 nearest train features vote with weight exp(sim / 0.1).
@@ -24,41 +26,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from simclr.errors import UserError
-from simclr.knobs import knob
+from simclr.eval_options import PROTOCOLS, EvalOptions
 
 _log = logging.getLogger(__name__)
-
-PROTOCOLS = ("knn", "linear", "finetune")
-
-
-@dataclass
-class EvalOptions:
-    """Hyper-parameters of the protocols: the evaluate task's flags of the same names."""
-
-    batch_size: int = knob(256, "Batch size for feature extraction.", above=0)
-    knn_k: int = knob(200, "Neighbours for the kNN classifier.", above=0)
-    knn_temperature: float = knob(0.1, "kNN vote weight exp(sim / T).", above=0)
-    linear_c_grid: tuple[float, ...] = knob(
-        (0.001, 0.01, 0.1, 1.0),
-        "Inverse L2 strengths (scikit-learn C) tried on a held-out 20% of train.",
-        above=0,
-    )
-    linear_augment_copies: int = knob(
-        0, "Extra crop+flip views of train added to the linear probe's data.", at_least=0
-    )
-    finetune_epochs: int = knob(30, "Fine-tuning epochs over each label subset.", at_least=1)
-    finetune_batch_size: int = knob(64, "Fine-tuning batch size.", above=0)
-    finetune_learning_rate: float = knob(
-        0.1, "Learning rate of the linear head (Nesterov SGD, cosine decay).", above=0
-    )
-    finetune_encoder_learning_rate: float = knob(
-        0.01, "Learning rate of the encoder when fine-tuning.", at_least=0
-    )
-    finetune_augment: bool = knob(True, "Pad-4 random crop + horizontal flip while fine-tuning.")
-    seed: int = knob(0, "Seed of the random-init baseline, data splits and fine-tuning.")
 
 
 @dataclass
@@ -119,8 +94,6 @@ def crop_flip(images, seed: int | Sequence[int], padding: int = 4):
     The standard CIFAR supervised augmentation; a pure function of ``seed`` and
     vectorised over the batch (gathers, no per-image loop).
     """
-    import tensorflow as tf
-
     images = tf.convert_to_tensor(images)
     seed = tf.convert_to_tensor(seed if not isinstance(seed, int) else (seed, 0), tf.int32)
     batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
@@ -291,9 +264,6 @@ def finetune(
 
     ``make_model`` must return a new uint8-in encoder each call (it is trained here).
     """
-    import keras
-    import tensorflow as tf
-
     keras.utils.set_random_seed(options.seed)
     encoder = make_model()
     encoder.trainable = True

@@ -24,9 +24,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from simclr import storage
 from simclr.errors import UserError
+from simclr.evaluate import l2_normalize
 
 NUM_QUERIES = 16
 NUM_NEIGHBOURS = 8
@@ -42,8 +44,6 @@ _UNLABELLED = "#999999"
 
 def nearest_neighbours(query: np.ndarray, bank: np.ndarray, k: int) -> np.ndarray:
     """int64 [Q, k]: bank rows by decreasing cosine similarity to each query row."""
-    from simclr.evaluate import l2_normalize
-
     sims = (
         l2_normalize(np.asarray(query, np.float32)) @ l2_normalize(np.asarray(bank, np.float32)).T
     )
@@ -98,8 +98,6 @@ def map_image(points: np.ndarray, labels: np.ndarray, size: int = 360) -> np.nda
 
 def png_data_uri(image: np.ndarray) -> str:
     """A uint8 [H, W, 3] image as a ``data:image/png;base64,...`` URI."""
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -19,7 +19,8 @@ from typing import Any
 
 from simclr.errors import UserError
 
-HELP, ABOVE, AT_LEAST, BELOW, CHOICES = "help", "above", "at_least", "below", "choices"
+HELP, ABOVE, AT_LEAST, BELOW, AT_MOST = "help", "above", "at_least", "below", "at_most"
+CHOICES, EMPTY_OK = "choices", "empty_ok"
 
 
 def knob(
@@ -29,12 +30,15 @@ def knob(
     above: float | None = None,
     at_least: float | None = None,
     below: float | None = None,
+    at_most: float | None = None,
     choices: Sequence[str] | None = None,
+    empty_ok: bool = False,
 ) -> Any:
     """A dataclass field with `default` and its flag's `help`. `above` (> bound),
-    `at_least` (>= bound) and `below` (< bound) bound a number, or every item of a tuple,
-    which must then also be finite; `choices` lists the allowed values of a string. None
-    (an optional field left unset) is always allowed."""
+    `at_least` (>= bound), `below` (< bound) and `at_most` (<= bound) bound a number, or
+    every item of a tuple, which must then also be finite and, unless `empty_ok`, hold
+    at least one item; `choices` lists the allowed values of a string. None (an optional
+    field left unset) is always allowed."""
     metadata: dict[str, Any] = {HELP: help}
     if above is not None:
         metadata[ABOVE] = above
@@ -42,6 +46,10 @@ def knob(
         metadata[AT_LEAST] = at_least
     if below is not None:
         metadata[BELOW] = below
+    if at_most is not None:
+        metadata[AT_MOST] = at_most
+    if empty_ok:
+        metadata[EMPTY_OK] = True
     if choices is not None:
         metadata[CHOICES] = tuple(choices)
     return dataclasses.field(default=default, metadata=metadata)
@@ -70,12 +78,12 @@ def _problem(field: dataclasses.Field, value: Any) -> str | None:
         return None
     if CHOICES in rules and value not in rules[CHOICES]:
         return f"must be one of {', '.join(rules[CHOICES])}, got {value!r}"
-    bounds = [(rule, rules[rule]) for rule in (ABOVE, AT_LEAST, BELOW) if rule in rules]
+    bounds = [(rule, rules[rule]) for rule in (ABOVE, AT_LEAST, BELOW, AT_MOST) if rule in rules]
     if not bounds:
         return None
     items = value if isinstance(value, tuple) else (value,)
     if not items:
-        return "needs at least one value"
+        return None if rules.get(EMPTY_OK) else "needs at least one value"
     for item in items:
         for rule, bound in bounds:
             if not (math.isfinite(item) and _OPS[rule](item, bound)):
@@ -83,8 +91,8 @@ def _problem(field: dataclasses.Field, value: Any) -> str | None:
     return None
 
 
-_OPS = {ABOVE: operator.gt, AT_LEAST: operator.ge, BELOW: operator.lt}
-_SIGNS = {ABOVE: ">", AT_LEAST: ">=", BELOW: "<"}
+_OPS = {ABOVE: operator.gt, AT_LEAST: operator.ge, BELOW: operator.lt, AT_MOST: operator.le}
+_SIGNS = {ABOVE: ">", AT_LEAST: ">=", BELOW: "<", AT_MOST: "<="}
 
 
 def _shown(value: Any) -> str:

@@ -27,7 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from simclr.augment import AugmentPolicy
+from simclr.augment.ops import augment_pair
 from simclr.errors import UserError
+from simclr.evaluate import extract_features
 
 ALIGNMENT_ALPHA = 2.0
 UNIFORMITY_T = 2.0
@@ -123,8 +126,6 @@ def quality_from_views(
 
 def augmented_views(images: np.ndarray, policy=None, seed: int = 0, batch_size: int = 512):
     """Two augmented views of each image as uint8 [N, H, W, 3] (SimCLR augmentation)."""
-    from simclr.augment import AugmentPolicy, augment_pair
-
     policy = policy or AugmentPolicy()
     views_a, views_b = [], []
     for index, start in enumerate(range(0, len(images), batch_size)):
@@ -155,8 +156,6 @@ def label_free_quality(
     them (evaluate's kNN pass), else computed. Returns the four figures plus
     ``num_images`` and ``feature_dim``; UserError if the encoder gives non-finite output.
     """
-    from simclr.evaluate import extract_features
-
     if max_images is not None and len(images) > max_images:
         keep = np.sort(np.random.default_rng(seed).choice(len(images), max_images, replace=False))
         images = images[keep]

@@ -10,6 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+
+from simclr.evaluate import blas_threads
 
 _DPI = 100
 CONFUSION_PNG_SIZE = (800, 700)
@@ -80,11 +84,6 @@ def save_confusion_png(
 
 def embed_2d(features: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
     """[N, D] -> [N, 2] by PCA, or t-SNE (after PCA to 50 dims, the usual speed-up)."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
-    from simclr.evaluate import blas_threads
-
     x = features.astype(np.float64)
     with blas_threads(x.size):
         if method == "pca" or len(x) < 5:

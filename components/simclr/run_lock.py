@@ -44,7 +44,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from simclr import storage
+from simclr import cluster, storage
 from simclr.errors import UserError
 from simclr.storage.local import local_errors
 from simclr.storage.uri import store_for
@@ -76,8 +76,6 @@ def is_chief_task(strategy: str, env: dict[str, str] | None = None) -> bool:
     TF_CONFIG) the chief by `cluster.is_chief`; any other strategy makes every process
     its own run.
     """
-    from simclr import cluster
-
     multi = strategy == "multi_worker" or (strategy == "auto" and cluster.training_tasks(env) > 1)
     return not multi or cluster.is_chief(env)
 

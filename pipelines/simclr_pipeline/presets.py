@@ -2,16 +2,18 @@
 
 - "gpu": SimCLR's CIFAR-10 run for a GPU cluster: ResNet-50, batch 1024, 1000 epochs.
   It is the one source of the pipeline's parameter defaults (`pipeline.py` reads it); its
-  pretrain values are PretrainConfig's own defaults. tests/test_defaults.py checks the
-  few that stay copies (prepare_data's and evaluate's).
+  pretrain, prepare_data and evaluate values are the task configs' own defaults.
 - "demo": a CPU-sized run on the whole CIFAR-10 archive: ResNet-18 at width 1/8 on
   10,000 images for 4 epochs, kNN + linear evaluation on 10,000 images against a
   randomly initialised baseline. A few minutes on a laptop.
 - "test": tiny, for the end-to-end test (seconds of training).
 """
 
+import dataclasses
 from typing import Any
 
+from simclr.tasks.evaluate import EvaluateConfig
+from simclr.tasks.prepare_data import PrepareDataConfig
 from simclr.train_config import PretrainConfig
 
 from simclr_pipeline import components
@@ -21,14 +23,27 @@ from simclr_pipeline import components
 # (pipeline._with_pretrain_knobs). A knob is first-class by being in both.
 PRETRAIN_KNOBS = components.config_parameters(components.pretrain, PretrainConfig)
 
-OFFICIAL_CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+
+def _defaults(config_cls: type) -> dict[str, Any]:
+    """The fields' defaults of a task config (those that have one)."""
+    fields = dataclasses.fields(config_cls)
+    return {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+
+
+def _comma_list(values: tuple) -> str:
+    """A tuple default as the comma-separated string a pipeline parameter carries."""
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+_PREPARE, _EVALUATE = _defaults(PrepareDataConfig), _defaults(EvaluateConfig)
+OFFICIAL_CIFAR10_URL = _PREPARE["source"]
 
 GPU: dict[str, Any] = {
     "source": OFFICIAL_CIFAR10_URL,
     "sha256": "",
     "num_shards": 16,
-    "label_fractions": "0.01,0.1",
-    "seed": 0,
+    "label_fractions": _comma_list(_PREPARE["label_fractions"]),
+    "seed": _PREPARE["seed"],
     # The training resolution (the CIFAR-10 archive: 32 only) and the encoder stem (auto:
     # CIFAR stem at <= 32 px, ImageNet stem above).
     "image_size": 32,
@@ -40,8 +55,8 @@ GPU: dict[str, Any] = {
     "num_gpus": 1,
     # Fine-tuning a ResNet-50 (30 epochs x 2 label subsets) needs the GPU that evaluate
     # gets when the pipeline is compiled with an accelerator (README: Evaluation cost).
-    "eval_protocols": "knn,linear,finetune",
-    "baseline": "random_init",
+    "eval_protocols": _comma_list(_EVALUATE["protocols"]),
+    "baseline": _EVALUATE["baseline"],
     "eval_max_train_examples": 0,
     "run_embed": True,  # embeddings of the training set after pretraining (Parquet)
     "tensorboard_root": "",

@@ -15,21 +15,23 @@ trace of one step: the time under the augment ops / the step time).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
+
+from simclr.augment import AugmentPolicy
+from simclr.augment.ops import augment_pair
+from simclr.augment.reference import augment_image
 
 DEFAULT_BATCH = 256
 
 
 def device_name() -> str:
     """The accelerator TensorFlow uses ('GPU: <name>') or 'CPU (<n> cores)'."""
-    import os
-
-    import tensorflow as tf
-
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
@@ -49,10 +51,6 @@ def _batch_of(images: np.ndarray, batch_size: int) -> np.ndarray:
 
 def batched_runner(images: np.ndarray, policy: Any, batch_size: int, jit_compile: bool = True):
     """A warmed-up callable(seconds) -> pairs/s of `augment_pair` in a compiled function."""
-    import tensorflow as tf
-
-    from simclr.augment import augment_pair
-
     batch = tf.constant(_batch_of(images, batch_size))
     step = tf.function(lambda x, s: augment_pair(x, policy, s), jit_compile=jit_compile)
     for warmup in range(2):  # compile, then one run at steady state
@@ -74,9 +72,6 @@ def batched_runner(images: np.ndarray, policy: Any, batch_size: int, jit_compile
 
 def per_image_dataset(images: np.ndarray, policy: Any, batch_size: int, seed: int = 0):
     """A tf.data pipeline of batched (view_a, view_b) made by a per-image map."""
-    import tensorflow as tf
-
-    from simclr.augment import augment_image
 
     def pair(index, image):
         key = tf.stack([tf.constant(seed, tf.int64), index])
@@ -137,8 +132,6 @@ def compare(
 
 
 def benchmarks(args: Any) -> Iterator[dict[str, Any]]:
-    from simclr.augment import AugmentPolicy
-
     quick = getattr(args, "quick", False)
     batch_size = DEFAULT_BATCH
     result = compare(synthetic_images(1024), AugmentPolicy(), batch_size, 1.0 if quick else 5.0)

@@ -22,7 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import tensorflow  # noqa: F401  (loaded before timing: not part of the ingest's time)
+
 from simclr.errors import UserError
+from simclr.images import IngestOptions, ingest
 
 _CIFAR_JPEG = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 _PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "retina.jpg", "rocket.jpg",
@@ -86,10 +89,6 @@ def measure_ingest(
     source: str, out_dir: str, *, image_size: int, workers: int | None = None
 ) -> dict[str, Any]:
     """One ingest; its images/s, workers and images per CPU-second."""
-    import tensorflow  # noqa: F401  (imported once up front: not part of the ingest's time)
-
-    from simclr.images import IngestOptions, ingest
-
     cpu_before = _cpu_seconds()
     run = ingest(source, out_dir, IngestOptions(image_size=image_size, workers=workers))
     cpu = _cpu_seconds() - cpu_before

@@ -6,7 +6,7 @@ shorter side 110 / 256 px, JPEG, held in memory so no file I/O is timed) and pro
 what SimCLR consumes: two random resized crops of each image (area 0.08-1, aspect
 3/4-4/3), flipped, uint8 at the training size.
 
-- ours: the host half of `train.make_input`: `simclr.data.crop_windows` in a parallel,
+- ours: the host half of `train_input.make_input`: `simclr.data.crop_windows` in a parallel,
   deterministic tf.data map over the encoded records (one decode, two boxes, two cuts),
   batched by `data.batch_crop_windows` (zero-padded canvases). The bicubic resize is the
   device's, batched in the training step (`augment.augment_windows`); a separate row
@@ -35,6 +35,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
+
+from simclr import data
+from simclr.augment import default_policy
+from simclr.augment.crop import crop_resize
+from simclr.bench.ingest import write_photo_folder
+from simclr.images import IngestOptions, ingest
 
 SIZES = (96, 224)
 # What a GPU step consumes at 224 px: ResNet-50 v1.5 training on one A100 40GB, mixed
@@ -47,10 +54,6 @@ GPU_STEP_PAIRS_PER_SECOND_224 = A100_RESNET50_TRAIN_VIEWS_PER_SECOND / 2
 
 
 def _stored_records(work: str, image_size: int, count: int) -> tuple[str, list[bytes]]:
-    from simclr import data
-    from simclr.bench.ingest import write_photo_folder
-    from simclr.images import IngestOptions, ingest
-
     photos = os.path.join(work, "photos")
     if not os.path.isdir(photos):
         write_photo_folder(photos, count=count)
@@ -61,13 +64,8 @@ def _stored_records(work: str, image_size: int, count: int) -> tuple[str, list[b
 
 
 def _cut_batches(data_dir: str, image_size: int, batch_size: int = 64) -> Any:
-    """The training input of an image dataset as `train.make_input` builds it: crops
+    """The training input of an image dataset as `train_input.make_input` builds it: crops
     cut per picture in a parallel, deterministic map, padded into batches."""
-    import tensorflow as tf
-
-    from simclr import data
-    from simclr.augment import default_policy
-
     policy = default_policy(image_size)
     canvas = data.crop_canvas(int(data.load_manifest(data_dir)["stored_size"]), policy)
     records = data.encoded_records(data_dir, "train").cache().repeat()
@@ -92,10 +90,6 @@ def measure_ours(data_dir: str, image_size: int, seconds: float) -> dict[str, An
 def measure_device_resize(data_dir: str, image_size: int, seconds: float) -> dict[str, Any]:
     """The device half on this machine's CPU: both views of a batch resized from their
     canvases (`augment.crop_resize`, as `augment_windows` runs it), as a tf.function."""
-    import tensorflow as tf
-
-    from simclr.augment import crop_resize
-
     batch = next(iter(_cut_batches(data_dir, image_size)))
 
     @tf.function
@@ -118,9 +112,6 @@ def measure_device_resize(data_dir: str, image_size: int, seconds: float) -> dic
 def measure_decode_only(data_dir: str, seconds: float) -> dict[str, Any]:
     """The JPEG decode alone, in the same parallel map: the ceiling of any loader that
     decodes every stored picture whole (ours and Pillow's both use libjpeg-turbo)."""
-    import tensorflow as tf
-
-    from simclr import data
 
     def decode(encoded, height, width):
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
@@ -135,9 +126,6 @@ def measure_decode_only(data_dir: str, seconds: float) -> dict[str, Any]:
 
 
 def _canvas(data_dir: str, image_size: int) -> int:
-    from simclr import data
-    from simclr.augment import default_policy
-
     stored = int(data.load_manifest(data_dir)["stored_size"])
     return data.crop_canvas(stored, default_policy(image_size))
 

@@ -19,6 +19,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+import tensorflow as tf
+
+from simclr import distribute, train, train_state, train_step
+from simclr.augment import AugmentPolicy
+from simclr.train_config import Plan, PretrainConfig
+
 CPU_BATCH = 32
 QUICK_BATCH = 16
 
@@ -52,13 +59,6 @@ def _time_steps(step_fn, warmup: int, steps: int) -> float:
 
 def _pretrain_step(encoder_name: str, s: dict[str, Any]):
     """(step_fn, state, precision, jit) of the real trainer on synthetic images."""
-    import numpy as np
-    import tensorflow as tf
-
-    from simclr import distribute, train
-    from simclr.augment import AugmentPolicy
-    from simclr.train_config import Plan, PretrainConfig
-
     config = PretrainConfig(
         data_dir="-",
         output_dir="-",
@@ -80,9 +80,9 @@ def _pretrain_step(encoder_name: str, s: dict[str, Any]):
         tensorboard_dir="-",
     )
     strategy = tf.distribute.get_strategy()
-    precision, jit = train._numerics(config, distribute.device_kind())
-    state = train.build_state(strategy, config, plan, precision)
-    step = train.make_train_step(strategy, state, config, AugmentPolicy(), jit)
+    precision, jit = train.numerics(config, distribute.device_kind())
+    state = train_state.build_state(strategy, config, plan, precision)
+    step = train_step.make_train_step(strategy, state, config, AugmentPolicy(), jit)
     images = np.random.default_rng(0).integers(0, 256, (s["batch_size"], 32, 32, 3), np.uint8)
     iterator = iter(
         strategy.experimental_distribute_dataset(
@@ -100,8 +100,6 @@ def _pretrain_step(encoder_name: str, s: dict[str, Any]):
 
 def _encoder_fwd_bwd(encoder, batch_size: int, jit: bool):
     """Forward+backward of the encoder alone on 2B float views (the ceiling)."""
-    import tensorflow as tf
-
     views = tf.random.uniform([2 * batch_size, 32, 32, 3])
     variables = encoder.trainable_variables
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from simclr import storage
+from simclr.data import indices_sha256, manifest_json, subset_name
 from simclr.errors import UserError
 from simclr.images import manifest as manifest_layout
 from simclr.images import splits as split_rules
@@ -190,8 +191,6 @@ def _ingest_into(
 
 
 def _write_manifest(staging: str, manifest: dict[str, Any]) -> None:
-    from simclr.data import manifest_json
-
     with open(os.path.join(staging, manifest_layout.MANIFEST), "w", encoding="utf-8") as f:
         f.write(manifest_json(manifest))
 
@@ -339,8 +338,6 @@ def _write_subsets(
     num_classes: int,
     options: IngestOptions,
 ) -> dict[str, Any]:
-    from simclr.data import indices_sha256, subset_name
-
     if not num_classes:
         if options.label_fractions:
             _log.info("ingest: unlabelled source: no label subsets")

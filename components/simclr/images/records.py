@@ -1,4 +1,5 @@
-"""Records of an image dataset: tf.train.Example, a local spool, and TFRecord shards.
+"""Records of an image dataset: tf.train.Example, a local spool, and TFRecord shards
+(TensorFlow-free: `simclr.tfexample` writes them; `simclr.images.parsing` reads them).
 
 Each record is a `tf.train.Example` with
 
@@ -25,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from simclr import tfexample
+from simclr.data import shard_name
+
 RECORD_FEATURES = {
     "image": "bytes: the encoded picture (image_format)",
     "label": "int64: index into class_names; -1 when unlabelled",
@@ -36,41 +40,8 @@ RECORD_FEATURES = {
 
 def example_bytes(image: bytes, label: int, height: int, width: int, path: str) -> bytes:
     """One serialized tf.train.Example (deterministic: the same fields give the same bytes)."""
-    import tensorflow as tf
-
-    feature = tf.train.Feature
-
-    def int64(value: int):
-        return feature(int64_list=tf.train.Int64List(value=[int(value)]))
-
-    def blob(value: bytes):
-        return feature(bytes_list=tf.train.BytesList(value=[value]))
-
-    example = tf.train.Example(
-        features=tf.train.Features(
-            feature={
-                "image": blob(image),
-                "label": int64(label),
-                "height": int64(height),
-                "width": int64(width),
-                "path": blob(path.encode("utf-8")),
-            }
-        )
-    )
-    return example.SerializeToString(deterministic=True)
-
-
-def parse_features() -> dict[str, Any]:
-    """The `tf.io.parse_example` spec of a record."""
-    import tensorflow as tf
-
-    return {
-        "image": tf.io.FixedLenFeature([], tf.string),
-        "label": tf.io.FixedLenFeature([], tf.int64),
-        "height": tf.io.FixedLenFeature([], tf.int64),
-        "width": tf.io.FixedLenFeature([], tf.int64),
-        "path": tf.io.FixedLenFeature([], tf.string),
-    }
+    fields = {"image": image, "label": label, "height": height, "width": width}
+    return tfexample.example_bytes({**fields, "path": path.encode("utf-8")})
 
 
 class Spool:
@@ -127,11 +98,9 @@ def sha256_file(path: str) -> str:
 
 def write_records(spool: Spool, indices: Sequence[int] | np.ndarray, path: str) -> dict[str, Any]:
     """Writes spool records `indices`, in that order, as one TFRecord file."""
-    import tensorflow as tf
-
-    with tf.io.TFRecordWriter(path) as writer:
+    with open(path, "wb") as f:
         for index in indices:
-            writer.write(spool.read(int(index)))
+            f.write(tfexample.frame(spool.read(int(index))))
     return {
         "file": os.path.basename(path),
         "num_examples": int(len(indices)),
@@ -148,8 +117,6 @@ def shard_bounds(count: int, num_shards: int) -> list[tuple[int, int]]:
 def write_shards(
     spool: Spool, indices: np.ndarray, out_dir: str, split: str, num_shards: int
 ) -> list[dict[str, Any]]:
-    from simclr.data import shard_name
-
     return [
         write_records(
             spool, indices[lo:hi], os.path.join(out_dir, shard_name(split, i, num_shards))

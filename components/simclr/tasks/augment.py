@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 from absl import flags
+from PIL import Image
 
-from simclr import knobs
-from simclr.augment import AugmentPolicy
+from simclr import data, knobs, storage
+from simclr.augment import AugmentPolicy, PolicyError, default_policy, load_policy, save_policy
 from simclr.errors import UserError
 from simclr.knobs import knob
 from simclr.tasks._app import dataclass_from_flags, define_dataclass_flags, run_task
@@ -115,8 +116,6 @@ def config_from_flags(values: flags.FlagValues) -> AugmentConfig:
 
 def build_policy(config: AugmentConfig):
     """The policy: --policy file (or defaults) with the policy flags given applied."""
-    from simclr.augment import PolicyError, default_policy, load_policy
-
     # No --policy: the preset for the data's image size (CIFAR-10 <= 32 px, else ImageNet).
     base = load_policy(config.policy) if config.policy else default_policy(_image_size(config))
     overrides = {
@@ -130,8 +129,6 @@ def build_policy(config: AugmentConfig):
 
 
 def _image_size(config: AugmentConfig) -> int:
-    from simclr import data, storage
-
     if config.data_dir and storage.exists(storage.join(config.data_dir, data.MANIFEST)):
         return data.image_size(data.load_manifest(config.data_dir))
     return data.IMAGE_SHAPE[0]
@@ -150,8 +147,6 @@ def render_preview(originals: np.ndarray, views: np.ndarray) -> Any:
     originals uint8 [N,H,W,3]; views float32 [N,V,H,W,3] in [0,1]. The original is set
     off from its views by a wider gutter.
     """
-    from PIL import Image
-
     count, num_views, height, width = views.shape[:4]
     cell_h, cell_w = height * PREVIEW_SCALE, width * PREVIEW_SCALE
     gap = GUTTER
@@ -169,7 +164,7 @@ def render_preview(originals: np.ndarray, views: np.ndarray) -> Any:
 
 
 def _preview_views(images: np.ndarray, policy: Any, views_per_image: int, seed: int) -> np.ndarray:
-    from simclr.augment import augment_batch
+    from simclr.augment.ops import augment_batch
 
     repeated = np.repeat(images, views_per_image, axis=0)  # image-major: row i's views together
     views = augment_batch(repeated, policy, seed).numpy()
@@ -179,8 +174,6 @@ def _preview_views(images: np.ndarray, policy: Any, views_per_image: int, seed: 
 def run(config: AugmentConfig) -> dict[str, Any]:
     _check(config)
     policy = build_policy(config)  # bad values fail here, before anything is written
-    from simclr import data, storage
-    from simclr.augment import save_policy
     from simclr.bench.augment import compare
 
     storage.check_writable(config.output_dir, "--output_dir")  # before any work

@@ -25,7 +25,6 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,46 +82,6 @@ def _splits(config: EmbedConfig, manifest: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def _files(local_dir: str, manifest: dict[str, Any], split: str) -> list[str]:
-    return data.verified_files(local_dir, manifest, split, local_dir)
-
-
-def _batches_v1(local_dir, manifest, split, batch_size) -> Iterator[tuple]:
-    """(uint8 [B,32,32,3], labels, None) per batch, file by file (bounded memory)."""
-    for path in _files(local_dir, manifest, split):
-        images, labels = data.read_record_file(path)
-        for start in range(0, len(labels), batch_size):
-            yield images[start : start + batch_size], labels[start : start + batch_size], None
-
-
-def _batches_v2(local_dir, manifest, split, batch_size, image_size) -> Iterator[tuple]:
-    """(uint8 [B,S,S,3], labels, paths) per batch: decoded and centre-cropped."""
-    import tensorflow as tf
-
-    from simclr.export import decode_images
-    from simclr.images.records import parse_features
-
-    stored = int(manifest.get("stored_size") or 0) or None
-
-    def parse(serialized):
-        example = tf.io.parse_example(serialized, parse_features())
-        pixels = decode_images(example["image"], image_size, stored)
-        return pixels, example["label"], example["path"]
-
-    dataset = (
-        tf.data.TFRecordDataset(_files(local_dir, manifest, split))
-        .batch(batch_size)
-        .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(2)
-    )
-    try:
-        for pixels, labels, paths in dataset:
-            yield pixels.numpy(), labels.numpy(), [p.decode("utf-8") for p in paths.numpy()]
-    except tf.errors.OpError as err:
-        reason = err.message.splitlines()[0]
-        raise UserError(f"split {split!r}: unreadable record: {reason}") from None
-
-
 # --------------------------------------------------------------------------- run
 
 
@@ -149,19 +108,6 @@ class _Progress:
             )
 
 
-def _embed_batch(model, images: np.ndarray, ids: np.ndarray, split: str) -> np.ndarray:
-    from simclr.evaluate import extract_features, l2_normalize
-
-    features = extract_features(model, images, len(images))
-    bad = ~np.isfinite(features).all(axis=1)
-    if bad.any():
-        raise UserError(
-            f"the encoder gave non-finite embeddings for {int(bad.sum())} {split} images "
-            f"(first id {int(ids[bad][0])}); nothing was written"
-        )
-    return l2_normalize(features).astype(np.float32)
-
-
 def run(config: EmbedConfig) -> dict[str, Any]:
     """Embeds the splits; writes the shards and metrics.json; returns metrics.json's content."""
     for name in ("model_dir", "data_dir", "output_dir"):
@@ -169,7 +115,7 @@ def run(config: EmbedConfig) -> dict[str, Any]:
             raise UserError(f"--{name} is required")
     knobs.check(config)
     storage.check_writable(config.output_dir, "--output_dir")  # before any work
-    from simclr.model import load_encoder
+    from simclr.model import load_encoder  # TensorFlow: only after the flags are checked
 
     model, model_config = load_encoder(config.model_dir)
     image_size = int(model.inputs[0].shape[1])
@@ -207,6 +153,8 @@ def _dataset_dir(source: str, image_size: int, model_config: dict[str, Any], wor
 
 
 def _embed(config: EmbedConfig, data_dir: str, model, model_config, image_size: int) -> dict:
+    from simclr.embed_batches import embed_batch, split_batches
+
     manifest = data.load_manifest(data_dir)
     splits = _splits(config, manifest)
     version = manifest["format_version"]
@@ -235,14 +183,10 @@ def _embed(config: EmbedConfig, data_dir: str, model, model_config, image_size: 
                 "data_dir": config.data_dir,
             }
             writer = emb.ShardedWriter(staging, split, totals[split], per_shard, meta)
-            batches = (
-                _batches_v1(local, manifest, split, int(config.batch_size))
-                if version == data.FORMAT_VERSION
-                else _batches_v2(local, manifest, split, int(config.batch_size), image_size)
-            )
+            batches = split_batches(local, manifest, split, int(config.batch_size), image_size)
             for images, labels, paths in batches:
                 ids = np.arange(len(labels), dtype=np.int64) + writer.added
-                vectors = _embed_batch(model, images, ids, split)
+                vectors = embed_batch(model, images, ids, split)
                 writer.add(ids, vectors, labels, paths)
                 progress.add(len(labels))
             files = writer.close()

@@ -9,7 +9,8 @@ The layout is told from `--source` alone (`simclr.images.detect_source_kind`): a
 archive (https:// URL or a .tar.gz/.tgz/.tar name) goes through `simclr.cifar` exactly as
 before (manifest format_version 1, raw 32x32 records); a folder, gs:// or s3:// prefix of
 pictures, or a CSV/JSONL list, goes through `simclr.images.ingest` (format_version 2).
-The image flags take their defaults, help and checks from `simclr.images.IngestOptions`.
+Every flag is a `PrepareDataConfig` knob; the image ones are `simclr.images.IngestOptions`' own
+(default, help and rule).
 `--eval_source` (image sources only): a separate labelled source that evaluate scores
 on, ingested into DIR/eval/ with its own train/test splits; all of `--source` is then
 training data.
@@ -26,12 +27,12 @@ from typing import Any
 
 from absl import flags
 
-from simclr import cifar, data, storage
+from simclr import cifar, coerce, data, knobs, storage
 from simclr.errors import UserError
-from simclr.images import options as ingest_options
 from simclr.images.options import IngestOptions
 from simclr.images.sources import CIFAR_ARCHIVE, IMAGE_FOLDER, detect_source_kind
-from simclr.tasks._app import run_task
+from simclr.knobs import knob
+from simclr.tasks._app import dataclass_from_flags, define_dataclass_flags, run_task
 
 _log = logging.getLogger(__name__)
 
@@ -39,9 +40,12 @@ _log = logging.getLogger(__name__)
 CIFAR_NUM_SHARDS = 16  # the archive's training shards unless --num_shards says otherwise
 CIFAR_IMAGE_SIZE = 32
 _INGEST_FIELDS = {f.name: f for f in dataclasses.fields(IngestOptions)}
-# Flags that only mean something for image sources (the archive has fixed pictures and
-# its own test split): their defaults and help come from IngestOptions.
-IMAGE_FLAGS = ("stored_size", "on_bad_image", "test_fraction")
+SOURCE_HELP = (
+    "CIFAR-10 archive (binary or python layout; https:// URL or a .tar.gz/.tgz/.tar path, "
+    "gs:// or s3:// URI), or your own images: a folder, gs:// or s3:// prefix of "
+    "JPEG/PNG/WebP/BMP files (class subfolders are labels, a flat folder is unlabelled) or "
+    "a CSV/JSONL list of path[,label]."
+)
 EVAL_SOURCE_HELP = (
     "A separate labelled image source (folder, gs:// or s3:// prefix, or list; class "
     "subfolders or a label column) to evaluate on: ingested at the same sizes into "
@@ -51,125 +55,66 @@ EVAL_SOURCE_HELP = (
 )
 
 
+def _image_knob(name: str, note: str = "", default: Any = dataclasses.MISSING) -> Any:
+    """The field of IngestOptions' `name`: its default, help (+ `note`) and rule."""
+    field = _INGEST_FIELDS[name]
+    metadata = {**field.metadata, knobs.HELP: knobs.help_of(field) + note}
+    default = field.default if default is dataclasses.MISSING else default
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+# Settings that only mean something for image sources (the archive has fixed pictures
+# and its own test split): given with an archive, they are logged as ignored.
+IMAGE_ONLY = ("on_bad_image", "test_fraction")
+
+
 @dataclass
 class PrepareDataConfig:
-    output_dir: str
-    source: str = cifar.DEFAULT_SOURCE
-    sha256: str | None = None
-    num_shards: int | None = None  # None: 16 for the archive, IngestOptions' rule for images
-    label_fractions: tuple[float, ...] = _INGEST_FIELDS["label_fractions"].default
-    seed: int = _INGEST_FIELDS["seed"].default
-    cache_dir: str | None = None
-    image_size: int | None = None  # None: 32 (the archive's size)
-    stored_size: int | None = _INGEST_FIELDS["stored_size"].default
-    on_bad_image: str = _INGEST_FIELDS["on_bad_image"].default
-    test_fraction: float = _INGEST_FIELDS["test_fraction"].default
-    eval_source: str | None = None
-    # Image flags given explicitly with an archive source (logged as ignored).
-    ignored_flags: tuple[str, ...] = ()
-
-
-def _help(name: str) -> str:
-    return _INGEST_FIELDS[name].metadata["help"]
+    output_dir: str = knob(
+        help="Where to write the TFRecords and manifest.json (path, gs:// or s3://)."
+    )
+    source: str = knob(cifar.DEFAULT_SOURCE, SOURCE_HELP)
+    sha256: str | None = knob(None, "Expected sha256 of the archive (checked when given).")
+    num_shards: int | None = _image_knob("num_shards", f" CIFAR-10 archive: {CIFAR_NUM_SHARDS}.")
+    label_fractions: tuple[float, ...] = _image_knob("label_fractions")
+    seed: int = _image_knob("seed")
+    cache_dir: str | None = knob(
+        None, "Download cache (default: $SIMCLR_CACHE_DIR or ~/.cache/simclr-kfp)."
+    )
+    image_size: int | None = _image_knob(
+        "image_size",
+        f" Default {CIFAR_IMAGE_SIZE}; the CIFAR-10 archive is {CIFAR_IMAGE_SIZE} only.",
+        default=None,
+    )
+    stored_size: int | None = _image_knob("stored_size")
+    on_bad_image: str = _image_knob("on_bad_image")
+    test_fraction: float = _image_knob(
+        "test_fraction", " Image sources only (the archive has its own test split)."
+    )
+    eval_source: str | None = knob(None, EVAL_SOURCE_HELP)
 
 
 def define_flags() -> None:
-    flags.DEFINE_string(
-        "source",
-        cifar.DEFAULT_SOURCE,
-        "CIFAR-10 archive (binary or python layout; https:// URL or a .tar.gz/.tgz/.tar "
-        "path, gs:// or s3:// URI), or your own images: a folder, gs:// or s3:// prefix of "
-        "JPEG/PNG/WebP/BMP files (class subfolders are labels, a flat folder is unlabelled) "
-        "or a CSV/JSONL list of path[,label].",
-    )
-    flags.DEFINE_string(
-        "output_dir", None, "Where to write the TFRecords and manifest.json (path, gs:// or s3://)."
-    )
-    flags.DEFINE_string("sha256", None, "Expected sha256 of the archive (checked when given).")
-    flags.DEFINE_integer(
-        "num_shards",
-        None,
-        f"{_help('num_shards')} CIFAR-10 archive: {CIFAR_NUM_SHARDS}.",
-        lower_bound=1,
-    )
-    flags.DEFINE_list(
-        "label_fractions",
-        [f"{f:g}" for f in _INGEST_FIELDS["label_fractions"].default],
-        _help("label_fractions"),
-    )
-    flags.DEFINE_integer(
-        "seed",
-        _INGEST_FIELDS["seed"].default,
-        _help("seed"),
-        lower_bound=0,
-        upper_bound=ingest_options.MAX_SEED,
-    )
-    flags.DEFINE_integer(
-        "image_size",
-        None,
-        f"{_help('image_size')} Default {CIFAR_IMAGE_SIZE}; the CIFAR-10 archive is "
-        f"{CIFAR_IMAGE_SIZE} only.",
-        lower_bound=1,
-    )
-    flags.DEFINE_integer(
-        "stored_size", _INGEST_FIELDS["stored_size"].default, _help("stored_size"), lower_bound=1
-    )
-    flags.DEFINE_enum(
-        "on_bad_image",
-        _INGEST_FIELDS["on_bad_image"].default,
-        list(ingest_options.ON_BAD_IMAGE),
-        _help("on_bad_image"),
-    )
-    flags.DEFINE_float(
-        "test_fraction",
-        _INGEST_FIELDS["test_fraction"].default,
-        _help("test_fraction") + " Image sources only (the archive has its own test split).",
-        lower_bound=0.0,
-        upper_bound=1.0,
-    )
-    flags.DEFINE_string("eval_source", None, EVAL_SOURCE_HELP)
-    flags.DEFINE_string(
-        "cache_dir", None, "Download cache (default: $SIMCLR_CACHE_DIR or ~/.cache/simclr-kfp)."
-    )
+    """One flag per PrepareDataConfig field (its name, default, help and rule)."""
+    define_dataclass_flags(PrepareDataConfig)
 
 
 def config_from_flags(values: flags.FlagValues) -> PrepareDataConfig:
-    if not values.output_dir:
-        raise UserError("--output_dir is required")
-    return PrepareDataConfig(
-        source=values.source,
-        output_dir=values.output_dir,
-        sha256=values.sha256 or None,
-        num_shards=values.num_shards,
-        label_fractions=parse_fractions(values.label_fractions),
-        seed=values.seed,
-        cache_dir=values.cache_dir or None,
-        image_size=values.image_size,
-        stored_size=values.stored_size,
-        on_bad_image=values.on_bad_image,
-        test_fraction=values.test_fraction,
-        eval_source=values.eval_source or None,
-        ignored_flags=tuple(name for name in IMAGE_FLAGS if values[name].present),
-    )
+    return dataclass_from_flags(PrepareDataConfig, values)
 
 
 def parse_fractions(value: Any) -> tuple[float, ...]:
-    """ "0.01,0.1" or a sequence of numbers/strings -> sorted unique floats in (0, 1]."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    try:
-        fractions = sorted({float(str(v).strip()) for v in items if str(v).strip()})
-    except ValueError:
-        raise UserError(f"--label_fractions must be numbers, got {value!r}") from None
-    for f in fractions:
-        if not 0 < f <= 1:
-            raise UserError(f"--label_fractions values must be in (0, 1], got {f:g}")
-    return tuple(fractions)
+    """ "0.01,0.1" or a sequence of numbers/strings -> sorted unique floats."""
+    fractions = coerce.to_type(value, tuple[float, ...], "--label_fractions")
+    return tuple(sorted(set(fractions)))
 
 
 def run(config: PrepareDataConfig) -> dict[str, Any]:
     """Writes the data directory from the archive or the images; returns the manifest."""
     if not config.output_dir:
         raise UserError("--output_dir is required")
+    config = dataclasses.replace(config, label_fractions=parse_fractions(config.label_fractions))
+    knobs.check(config)
     if detect_source_kind(config.source) != CIFAR_ARCHIVE:
         return run_images(config)
     if config.eval_source:
@@ -187,7 +132,7 @@ def ingest_options_of(config: PrepareDataConfig) -> IngestOptions:
         stored_size=config.stored_size,
         num_shards=config.num_shards,
         test_fraction=float(config.test_fraction),
-        label_fractions=parse_fractions(config.label_fractions),
+        label_fractions=config.label_fractions,
         on_bad_image=config.on_bad_image,
         seed=int(config.seed),
     )
@@ -246,17 +191,11 @@ def run_archive(config: PrepareDataConfig) -> dict[str, Any]:
             f"--stored_size {config.stored_size}: the CIFAR-10 archive is stored at "
             f"{CIFAR_IMAGE_SIZE}x{CIFAR_IMAGE_SIZE}"
         )
-    for name in config.ignored_flags:
-        if name != "stored_size":
+    for name in IMAGE_ONLY:
+        if getattr(config, name) != _INGEST_FIELDS[name].default:
             _log.info("--%s applies to image sources; ignored for the CIFAR-10 archive", name)
     config = dataclasses.replace(config, num_shards=config.num_shards or CIFAR_NUM_SHARDS)
-    fractions = parse_fractions(config.label_fractions)
-    if int(config.num_shards) < 1:
-        raise UserError(f"--num_shards must be >= 1, got {config.num_shards}")
-    if int(config.seed) < 0:
-        raise UserError(f"--seed must be >= 0, got {config.seed}")
-    if not config.output_dir:
-        raise UserError("--output_dir is required")
+    fractions = config.label_fractions
     storage.check_writable(config.output_dir, "--output_dir")  # before the download
     cifar.check_sha256_flag(config.sha256)
     path = cifar.fetch(config.source, config.cache_dir, config.sha256)

@@ -14,6 +14,7 @@ from typing import Any
 
 from absl import flags
 
+from simclr import train_setup
 from simclr.tasks._app import dataclass_from_flags, define_dataclass_flags, run_task
 from simclr.train_config import PretrainConfig
 
@@ -38,9 +39,10 @@ def run(config: PretrainConfig) -> dict[str, Any]:
         from simclr import devices
 
         devices.require_gpu()
+    prepared = train_setup.prepare(config)  # flags, data, policy, outputs: before TensorFlow
     from simclr import train  # imports TensorFlow: only after the flags are known
 
-    return train.run(config)
+    return train.run(config, prepared)
 
 
 def with_vertex_tensorboard(config: PretrainConfig, env=None) -> PretrainConfig:
