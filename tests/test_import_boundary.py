@@ -16,7 +16,7 @@ CORE = REPO / "components" / "simclr"
 
 # A meta-path finder that refuses TensorFlow, Keras and TensorBoard, then runs the code
 # given after it; any import of those fails loudly instead of loading them.
-_BLOCKER = textwrap.dedent(
+BLOCKER = textwrap.dedent(
     """
     import sys
     class BlockTensorFlow:
@@ -32,6 +32,8 @@ TF_FREE = (
     "simclr.errors",
     "simclr.knobs",
     "simclr.coerce",
+    "simclr.lazy",
+    "simclr.tfexample",
     "simclr.cluster",
     "simclr.storage",
     "simclr.storage.gcs",
@@ -53,7 +55,7 @@ TF_FREE = (
 
 def _run_blocked(code: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", _BLOCKER + code, *args],
+        [sys.executable, "-c", BLOCKER + code, *args],
         capture_output=True,
         text=True,
         cwd=REPO,

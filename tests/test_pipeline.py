@@ -13,6 +13,8 @@ import pytest
 import yaml
 from simclr_pipeline import cli
 
+from tests.test_import_boundary import BLOCKER
+
 REPO = Path(__file__).resolve().parents[1]
 # condition-1: dsl.If(run_embed) around the embed step (tests/test_pipeline_embed.py).
 TASKS = {"prepare-data", "augment", "pretrain", "evaluate", "condition-1"}
@@ -223,15 +225,9 @@ def test_vertex_multi_worker_custom_job(tmp_path):
     assert {"model", "pretrain_metrics", "tensorboard"} <= set(outputs)
 
 
-_BLOCK_TF = textwrap.dedent(
+# The TensorFlow blocker of tests/test_import_boundary.py, then a compile.
+_BLOCK_TF = BLOCKER + textwrap.dedent(
     """
-    import sys
-    class BlockTensorFlow:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("tensorflow", "keras", "tensorboard"):
-                raise ImportError(f"compile must not import {name}")
-            return None
-    sys.meta_path.insert(0, BlockTensorFlow())
     from simclr_pipeline import cli
     code = cli.main(sys.argv[1:])
     assert not any(m.split(".")[0] in ("tensorflow", "keras") for m in sys.modules), "TF imported"

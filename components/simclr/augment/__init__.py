@@ -43,9 +43,6 @@ a `tf.data` map, with TensorFlow's per-image ops; used for comparison and the be
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from simclr.augment.policy import (
     CIFAR_POLICY_MAX_SIZE,
     JITTER_VERSIONS,
@@ -57,6 +54,7 @@ from simclr.augment.policy import (
     save_policy,
     without_crop,
 )
+from simclr.lazy import module_getattr
 
 # The contract's `simclr.augment.augment_pair` (and its siblings) need TensorFlow: they
 # resolve on first use (PEP 562), so that importing the policy loads none.
@@ -81,8 +79,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _TENSORFLOW_NAMES:
-        raise AttributeError(f"module 'simclr.augment' has no attribute {name!r}")
-    module = importlib.import_module(f"simclr.augment.{_TENSORFLOW_NAMES[name]}")
-    return getattr(module, name)
+__getattr__ = module_getattr(__name__, _TENSORFLOW_NAMES)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr.errors import UserError
+from simclr.tasks import prepare_data
 
 _TOOL = Path(__file__).resolve().parents[3].parent / "shared" / "tools" / "cifar10_tarball.py"
 
@@ -30,8 +31,6 @@ def build_full_archive(out_dir: str) -> str:
 
 def time_prepare(source: str, work_dir: str, num_shards: int = 16) -> tuple[float, dict[str, Any]]:
     """(seconds, manifest) of one prepare_data run from `source` into work_dir/data."""
-    from simclr.tasks import prepare_data
-
     config = prepare_data.PrepareDataConfig(
         source=source,
         output_dir=os.path.join(work_dir, "data"),

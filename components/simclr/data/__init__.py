@@ -29,9 +29,6 @@ framing and its CRCs, `read_record_file`), `manifest` (the manifest and its spli
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from simclr.data.arrays import load_arrays
 from simclr.data.canvas import crop_canvas
 from simclr.data.manifest import (
@@ -60,6 +57,7 @@ from simclr.data.records import (
 )
 from simclr.data.shards import (
     record_files,
+    sha256_file,
     shard_name,
     verified_files,
     verify_shard,
@@ -67,6 +65,7 @@ from simclr.data.shards import (
     write_split,
 )
 from simclr.data.subsets import balanced_subset, class_counts, indices_sha256, subset_name
+from simclr.lazy import module_getattr
 
 # These need TensorFlow: they resolve on first use (PEP 562), so that importing
 # `simclr.data` (every task does, before it validates its flags) loads none.
@@ -104,6 +103,7 @@ __all__ = [
     "read_record_file",
     "record_files",
     "serialize_examples",
+    "sha256_file",
     "shard_name",
     "split_names",
     "split_size",
@@ -116,8 +116,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _TENSORFLOW_NAMES:
-        raise AttributeError(f"module 'simclr.data' has no attribute {name!r}")
-    module = importlib.import_module(f"simclr.data.{_TENSORFLOW_NAMES[name]}")
-    return getattr(module, name)
+__getattr__ = module_getattr(__name__, _TENSORFLOW_NAMES)

@@ -28,7 +28,7 @@ def write_records(path: str, images: np.ndarray, labels: np.ndarray) -> dict[str
     return {
         "file": os.path.basename(path),
         "num_examples": int(len(images)),
-        "sha256": _sha256_file(path),
+        "sha256": sha256_file(path),
     }
 
 
@@ -53,7 +53,8 @@ def write_split(
     }
 
 
-def _sha256_file(path: str) -> str:
+def sha256_file(path: str) -> str:
+    """Hex sha256 of a local file, read in 4 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
@@ -93,7 +94,7 @@ def verify_shard(path: str, entry: dict[str, Any], where: str) -> None:
         return
     name = os.path.basename(path)
     expected = entry.get("sha256")
-    if expected and _sha256_file(path) != expected:
+    if expected and sha256_file(path) != expected:
         raise UserError(
             f"{where}: shard {name} is corrupt: its sha256 differs from the manifest's "
             "(re-run prepare-data or re-copy the data)"

@@ -18,7 +18,6 @@ files; memory holds only offsets.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from array import array
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from simclr import tfexample
-from simclr.data import shard_name
+from simclr.data import sha256_file, shard_name
 
 RECORD_FEATURES = {
     "image": "bytes: the encoded picture (image_format)",
@@ -86,14 +85,6 @@ class Spool:
         self.close()
         if os.path.exists(self.path):
             os.remove(self.path)
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_records(spool: Spool, indices: Sequence[int] | np.ndarray, path: str) -> dict[str, Any]:
