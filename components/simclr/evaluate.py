@@ -23,12 +23,18 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 import tensorflow as tf
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from simclr.errors import UserError
 from simclr.eval_options import PROTOCOLS, EvalOptions
@@ -181,14 +187,10 @@ def blas_threads(size: int):
     Small problems run single-threaded: OpenMP/OpenBLAS workers spin-wait, and on busy
     cores that made a 2000x64 logistic regression ~50x slower than one thread.
     """
-    from threadpoolctl import threadpool_limits
-
     return threadpool_limits(limits=1 if size < 20_000_000 else None)
 
 
 def _fit_logreg(x: np.ndarray, y: np.ndarray, c: float, seed: int):
-    from sklearn.linear_model import LogisticRegression
-
     with blas_threads(x.size):
         return LogisticRegression(C=c, max_iter=1000, tol=1e-4, random_state=seed).fit(x, y)
 
@@ -207,12 +209,6 @@ def linear_probe(
     then the probe is refit on all of train. With under 50 train examples there is
     nothing to hold out and the middle of the grid is used.
     """
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
-
     if len(np.unique(train_labels)) < 2:
         raise UserError(
             "the linear probe needs train examples of at least 2 classes "

@@ -26,6 +26,7 @@ import math
 from typing import Any
 
 import numpy as np
+from scipy.special import gammaln, ive
 
 from simclr.augment import AugmentPolicy
 from simclr.augment.ops import augment_pair
@@ -75,8 +76,6 @@ def uniformity_on_sphere(dim: int, t: float = UNIFORMITY_T) -> float:
     (1-u^2)^((d-3)/2), whose moment generating function is
     Gamma(d/2) (k/2)^(1-d/2) I_{d/2-1}(k) at k = 2t.
     """
-    from scipy.special import gammaln, ive
-
     nu = dim / 2 - 1
     # ive(nu, x) = iv(nu, x) * exp(-x): the exp(-2t) cancels the Bessel function's growth
     log_mgf_times_exp = gammaln(dim / 2) + (1 - dim / 2) * math.log(t) + math.log(ive(nu, 2 * t))
