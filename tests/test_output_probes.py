@@ -138,3 +138,28 @@ def test_probe_leaves_a_folder_another_worker_wrote_into(tmp_path, monkeypatch):
     monkeypatch.setattr(files, "delete", real_delete)
     files.check_writable(str(fresh), "--output_dir")
     assert not (tmp_path / "fresh").exists()  # alone, the probe still leaves no trace
+
+
+def test_probe_writes_again_when_another_probe_removed_the_folder(tmp_path, monkeypatch):
+    """The other half of that race: two workers probe the same missing --output_dir; one
+    removes the folders it made between the other's mkdir and its write. The second
+    worker exited 2 with `not writable: not found` and the chief waited for it forever."""
+    import tempfile
+
+    from simclr.storage import files
+
+    out = tmp_path / "new" / "run"
+    real_mkstemp = tempfile.mkstemp
+    calls = []
+
+    def other_probe_cleans_up_first(*args, **kwargs):
+        calls.append(kwargs.get("dir"))
+        if len(calls) == 1:  # the other worker's clean-up, after our mkdir, before our write
+            os.rmdir(out)
+            os.rmdir(out.parent)
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", other_probe_cleans_up_first)
+    files.check_writable(str(out), "--output_dir")
+    assert calls == [str(out), str(out)]
+    assert not (tmp_path / "new").exists()

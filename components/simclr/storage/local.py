@@ -34,8 +34,7 @@ def atomic_local_write(path: str, write: Callable[[BinaryIO], object]) -> None:
     """Write via ``write(fileobj)`` to a temp file beside ``path``, fsync, os.replace."""
     parent = os.path.dirname(os.path.abspath(path))
     with local_errors(path):
-        os.makedirs(parent, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+        fd, tmp = _temp_file_in(parent, prefix=f".{os.path.basename(path)}.tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
                 write(f)
@@ -48,6 +47,18 @@ def atomic_local_write(path: str, write: Callable[[BinaryIO], object]) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp)
             raise
+
+
+def _temp_file_in(folder: str, prefix: str, attempts: int = 5) -> tuple[int, str]:
+    """mkstemp in `folder`, made first; made again if it vanished in between. The workers
+    of one cluster probe the same missing --output_dir at once, and each removes the
+    folders its probe made: one may rmdir between another's mkdir and its mkstemp."""
+    for _ in range(attempts - 1):
+        os.makedirs(folder, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            return tempfile.mkstemp(prefix=prefix, dir=folder)
+    os.makedirs(folder, exist_ok=True)
+    return tempfile.mkstemp(prefix=prefix, dir=folder)
 
 
 @functools.lru_cache(maxsize=1)
