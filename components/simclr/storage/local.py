@@ -54,8 +54,8 @@ def _temp_file_in(folder: str, prefix: str, attempts: int = 5) -> tuple[int, str
     of one cluster probe the same missing --output_dir at once, and each removes the
     folders its probe made: one may rmdir between another's mkdir and its mkstemp."""
     for _ in range(attempts - 1):
-        os.makedirs(folder, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError):  # makedirs too: a parent may vanish
+            os.makedirs(folder, exist_ok=True)
             return tempfile.mkstemp(prefix=prefix, dir=folder)
     os.makedirs(folder, exist_ok=True)
     return tempfile.mkstemp(prefix=prefix, dir=folder)
