@@ -163,3 +163,26 @@ def test_probe_writes_again_when_another_probe_removed_the_folder(tmp_path, monk
     files.check_writable(str(out), "--output_dir")
     assert calls == [str(out), str(out)]
     assert not (tmp_path / "new").exists()
+
+
+def test_probe_writes_again_when_the_parent_vanished_while_making_the_folders(
+    tmp_path, monkeypatch
+):
+    """The same race one step earlier: the other worker removes the parent that our
+    `os.makedirs` has just made, before it makes the last folder (mkdir: not found)."""
+    from simclr.storage import files
+
+    out = tmp_path / "new" / "run"
+    real_mkdir = os.mkdir
+    calls = []
+
+    def other_probe_removes_the_parent(path, *args, **kwargs):
+        calls.append(str(path))
+        if str(path) == str(out) and calls.count(str(out)) == 1:
+            os.rmdir(out.parent)  # the other worker's clean-up, between our two mkdirs
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", other_probe_removes_the_parent)
+    files.check_writable(str(out), "--output_dir")
+    assert calls.count(str(out)) == 2 and calls.count(str(out.parent)) == 2
+    assert not (tmp_path / "new").exists()
